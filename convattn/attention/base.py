@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..base import as_size
 from ..cost import Cost
 from ..errors import ConfigError, MapSizeError
 
@@ -79,7 +80,7 @@ class AttentionKernel(nn.Module):
             raise ConfigError("heads", f"{heads} must divide dk={dk} and dv={dv}")
         self.heads, self.dk, self.dv = heads, dk, dv
         self.dkh, self.dvh = dk // heads, dv // heads
-        self.input_size = tuple(input_size) if input_size is not None else None
+        self.input_size = as_size(input_size) if input_size is not None else None
         self.cfg = {**self.defaults, **cfg}
 
     def check_size(self, q_hw: tuple[int, int], kv_hw: tuple[int, int]) -> None:
