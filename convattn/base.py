@@ -81,6 +81,14 @@ class Block(nn.Module):
                    size: tuple[int, int]) -> None:
         """Raise MapSizeError if the block cannot run on an input map of ``size``."""
 
+    @classmethod
+    def canonical_config(cls, in_ch: int, out_ch: int, stride: int,
+                         cfg: dict[str, Any]) -> dict[str, Any]:
+        """The resolved cfg with one spelling per network: keys that have no effect for
+        this cfg dropped and derived values written out, so that two cfgs building the
+        same network compare (and hash) equal. Override where a cfg has such keys."""
+        return dict(cfg)
+
     # -- shapes and cost -------------------------------------------------------
     def output_size(self, h: int, w: int) -> tuple[int, int]:
         return (math.ceil(h / self.stride), math.ceil(w / self.stride))

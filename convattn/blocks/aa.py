@@ -23,6 +23,7 @@ the kernel carries relative logits.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -99,6 +100,17 @@ def check_augmented(in_ch: int, out_ch: int, kernel_size: int, stride: int, dk: 
                                       f"known: {', '.join(list_positions())}")
     check_position(position, attention)
     att_hw = attention_size(input_size, stride, pool) if input_size is not None else None
+    _check_parts(attention, position, in_ch, heads, dk, dv, att_hw,
+                 tuple(sorted(attention_cfg.items())))
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_parts(attention: str, position: str, in_ch: int, heads: int, dk: int, dv: int,
+                 att_hw: tuple[int, int] | None, attention_items: tuple) -> None:
+    """Construct the kernel and position encoding on the meta device (cached: search
+    spaces validate the same combination thousands of times; a refusal raises and
+    is therefore never cached)."""
+    attention_cfg = dict(attention_items)
     with torch.device("meta"):
         create_attention(attention, heads=heads, dk=dk, dv=dv, input_size=att_hw,
                          **attention_cfg)
@@ -261,6 +273,23 @@ class AA(BodyBlock):
         fin = fout if cfg["residual"] == "bottleneck" else in_ch
         check_augmented(fin, fout, 3, stride, dk, dv, heads, cfg["attention"], cfg["position"],
                         cfg["pool"], cfg["input_size"], cls._kernel_cfg(cfg))
+
+    @classmethod
+    def canonical_config(cls, in_ch: int, out_ch: int, stride: int,
+                         cfg: dict[str, Any]) -> dict[str, Any]:
+        """dk / dv written out (kappa / upsilon only derive them); ``expansion`` kept for
+        the bottleneck and ``dropout`` for wide only; unset kernel options dropped."""
+        out = dict(cfg)
+        out["dk"], out["dv"] = cls.depths(out_ch, cfg)
+        del out["kappa"], out["upsilon"]
+        if cfg["residual"] != "bottleneck":
+            del out["expansion"]
+        if cfg["residual"] != "wide":
+            del out["dropout"]
+        for key in KERNEL_OPTIONS:
+            if out[key] is None:
+                del out[key]
+        return out
 
     @classmethod
     def check_size(cls, in_ch: int, out_ch: int, stride: int, cfg: dict[str, Any],

@@ -184,21 +184,21 @@ class ACmix(nn.Module):
         s, n, d, kk = self.stride, self.heads, self.head_dim, self.kernel_att ** 2
         ho, wo = self.output_size(h, w)
         pe = self.conv_p(coordinate_grid(h, w, q))                     # (1, d, H, W)
-        q = q.view(b * n, d, h, w)[:, :, ::s, ::s] * d ** -0.5         # (bN, d, Ho, Wo)
+        q = q.reshape(b * n, d, h, w)[:, :, ::s, ::s] * d ** -0.5         # (bN, d, Ho, Wo)
         q_pe = pe[:, :, ::s, ::s]                                      # (1, d, Ho, Wo)
 
         def windows(t: torch.Tensor) -> torch.Tensor:
             # (b', d, H, W) -> (b', d, kk, Ho, Wo): the window of every (strided) query.
             # The unfold of the padded map has (H - 1) // s + 1 = Ho rows (2 pad = k - 1).
             cols = F.unfold(window_pad(t, self.pad_att), self.kernel_att, stride=s)
-            return cols.view(t.shape[0], d, kk, ho, wo)
+            return cols.reshape(t.shape[0], d, kk, ho, wo)
 
         k_win = windows(k.reshape(b * n, d, h, w))
         pe_win = windows(pe)                                           # (1, d, kk, Ho, Wo)
         logits = (q.unsqueeze(2) * (k_win + q_pe.unsqueeze(2) - pe_win)).sum(1)
         weights = logits.softmax(dim=1)                                # (bN, kk, Ho, Wo)
         v_win = windows(v.reshape(b * n, d, h, w))
-        return (weights.unsqueeze(1) * v_win).sum(2).view(b, c, ho, wo)
+        return (weights.unsqueeze(1) * v_win).sum(2).reshape(b, c, ho, wo)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.conv1(x), self.conv2(x), self.conv3(x)          # (B, C, H, W)
@@ -245,6 +245,15 @@ class ACmixBlock(Block):
     defaults: dict[str, Any] = {"residual": "bottleneck", "heads": 4, "kernel_att": 7,
                                 "kernel_conv": 3, "expansion": 4}
     strides = (1, 2)
+
+    @classmethod
+    def canonical_config(cls, in_ch: int, out_ch: int, stride: int,
+                         cfg: dict[str, Any]) -> dict[str, Any]:
+        """``expansion`` only matters for the bottleneck residual."""
+        out = dict(cfg)
+        if cfg["residual"] != "bottleneck":
+            del out["expansion"]
+        return out
 
     @classmethod
     def check(cls, in_ch: int, out_ch: int, stride: int, cfg: dict[str, Any]) -> None:

@@ -214,6 +214,20 @@ class TransformerMapBlock(Block):
     def needs_embed(self) -> bool:
         return self.stride > 1 or self.in_ch != self.out_ch
 
+    @classmethod
+    def canonical_config(cls, in_ch: int, out_ch: int, stride: int,
+                         cfg: dict[str, Any]) -> dict[str, Any]:
+        """The embedding's kernel written out where there is an embedding, dropped (with
+        ATC's ``embed`` kind) where there is none."""
+        out = dict(cfg)
+        if stride > 1 or in_ch != out_ch:
+            if out["embed_kernel"] is None:
+                out["embed_kernel"] = default_embed_kernel(stride)
+        else:
+            for key in ("embed_kernel", "embed"):
+                out.pop(key, None)
+        return out
+
     def embed_kernel(self) -> int:
         k = self.cfg["embed_kernel"]
         return default_embed_kernel(self.stride) if k is None else k

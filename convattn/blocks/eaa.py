@@ -179,6 +179,14 @@ class EAABlock(Block):
         return merged
 
     @classmethod
+    def canonical_config(cls, in_ch: int, out_ch: int, stride: int,
+                         cfg: dict[str, Any]) -> dict[str, Any]:
+        """Kernel knobs kept only for the kernel that reads them (a shared search-space
+        knob such as ``window`` does not change a Linformer block)."""
+        accepted = attention_class(cfg["attention"]).defaults
+        return {k: v for k, v in cfg.items() if k not in KERNEL_KEYS or k in accepted}
+
+    @classmethod
     def check(cls, in_ch: int, out_ch: int, stride: int, cfg: dict[str, Any]) -> None:
         if cfg["mode"] not in MODES:
             raise ConfigError("mode", f"{cfg['mode']!r} not allowed; allowed: {', '.join(MODES)}")
