@@ -5,4 +5,5 @@ exit code. Keep verbs thin: parse, load, call library functions that tests call 
 Add a verb by listing its module name in ``VERBS``.
 """
 
-VERBS: list[str] = []
+VERBS: list[str] = ["zoo", "build", "show", "search", "status", "pareto", "train", "export", "rank",
+                    "report"]

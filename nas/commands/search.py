@@ -1,0 +1,74 @@
+"""``nas search [STUDY] [--budget B] [--out RUN_DIR] [--resume RUN_DIR] ...``: run a
+search (Ray Tune runs the trials, Optuna proposes them) into a run directory.
+
+With no STUDY it runs the packaged offline digits study into runs/digits-<timestamp>.
+Ctrl-C (or ``kill -9``) stops it; ``nas search --resume RUN_DIR`` continues it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="run (or resume) an architecture search",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("study", nargs="?", metavar="STUDY",
+                   help="a study YAML file or a packaged study name (default: digits)")
+    p.add_argument("--budget", metavar="B",
+                   help="overrides the study's budget: 100gpuh, 30gpumin (device time), "
+                        "2h, 45min (wall clock), 200trials")
+    p.add_argument("--out", metavar="RUN_DIR", help="run directory to create "
+                   "(default: runs/<study>-<timestamp>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the search in RUN_DIR")
+    p.add_argument("--address", metavar="A", help="a Ray cluster to join (default: a "
+                   "local Ray on this machine)")
+    p.add_argument("--storage", metavar="URL", help="Optuna storage as an SQLAlchemy URL, "
+                   "e.g. postgresql://host/db (default: SQLite file in the run dir)")
+    p.add_argument("--seed", type=int, metavar="S",
+                   help="sampler and training seed (default: the study's sampler.seed)")
+    p.add_argument("--concurrency", type=int, metavar="N",
+                   help="trials at once (default: the study's resources.concurrency)")
+    p.add_argument("--with-baselines", action="store_true",
+                   help="also evaluate the study's baselines under the same protocol")
+    p.add_argument("--data-dir", metavar="DIR", help="where cifar*/imagefolder data are")
+    p.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (space size, budget, expected trials, resources "
+                        "per trial) and exit; needs no dataset (nas.plan)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..search import run_search
+
+    if args.dry_run:
+        from ..plan import dry_run
+
+        return dry_run(args)
+
+    summary = run_search(
+        args.study, run_dir=args.out, budget=args.budget, address=args.address,
+        storage=args.storage, seed=args.seed, concurrency=args.concurrency,
+        with_baselines=args.with_baselines, resume=args.resume, data_dir=args.data_dir)
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+    else:
+        c, b = summary.counts, summary.budget
+        best = summary.best
+        print(f"search {summary.stop_reason}: {c['total']} trials ({c['complete']} complete, "
+              f"{c['infeasible']} infeasible, {c['stopped']} stopped, {c['failed']} failed "
+              f"({c['interrupted']} interrupted, re-run), {c['duplicate']} duplicate); "
+              f"budget {b['spent']:.4g} of {b['limit']:.4g} "
+              f"{b['unit']}")
+        if best:
+            print(f"best {best['metric']} {best['value']:.4g} (trial {best['number']}); "
+                  f"Pareto front: {summary.front_size} trials")
+        print(f"run directory: {summary.run_dir}  (nas status {summary.run_dir})")
+    if summary.stop_reason == "interrupted":
+        print(f"interrupted; continue with: nas search --resume {summary.run_dir}",
+              file=sys.stderr)
+        return 130
+    return 0

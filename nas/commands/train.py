@@ -1,0 +1,39 @@
+"""``nas train SPEC --study STUDY [--epochs N] [--out DIR] [--data-dir D]``: train one
+architecture (a zoo name or an exported spec file; its input and classes adapted to the
+study's data) on the study's data with a full-length schedule. Checkpoints after every
+epoch; run the same command again after a kill and it resumes from DIR/checkpoint.pt.
+Prints the final metrics as JSON (also in DIR/metrics.json)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one spec fully, with resumable checkpoints",
+                       description=__doc__)
+    p.add_argument("spec", metavar="SPEC", help="a spec YAML path or zoo:NAME")
+    p.add_argument("--study", required=True, metavar="STUDY",
+                   help="a study YAML file, a packaged study name, or a run directory "
+                        "(its saved study)")
+    p.add_argument("--epochs", type=int, metavar="N",
+                   help="epochs (default: the study's training.epochs)")
+    p.add_argument("--out", metavar="DIR", help="where checkpoints, weights and metrics go "
+                   "(default: train-<spec name>)")
+    p.add_argument("--data-dir", metavar="D", help="where cifar*/imagefolder data are")
+    p.add_argument("--seed", type=int, default=0, help="initialisation and data-order seed")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda:N")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..results.fulltrain import full_train
+
+    out = args.out or f"train-{Path(args.spec.removeprefix('zoo:')).stem}"
+    metrics = full_train(args.spec, args.study, out_dir=out, epochs=args.epochs,
+                         data_dir=args.data_dir, device=args.device, seed=args.seed)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
+    return 0

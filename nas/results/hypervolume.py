@@ -1,0 +1,117 @@
+"""Pareto dominance, non-dominated filtering and the exact hypervolume of a point set.
+
+Everything here works in MINIMISATION space: a maximised objective is flipped (``-v``)
+by :func:`to_minimization` before it gets here, so one convention covers accuracy (max)
+and latency (min) alike. Pure Python on small fronts (a search keeps tens of points);
+no Optuna, no NumPy needed, so the tests can compare against independent computations.
+
+The hypervolume is exact in any dimension: a 2-D sweep, and for d >= 3 slicing along
+the last objective (the hypervolume of a slab is the (d-1)-D hypervolume of the points
+below it times the slab's height; "HSO"). Cost O(n^d log n): fine for 2-3 objectives and
+fronts of hundreds of points, which is what a study has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+Point = Sequence[float]
+
+
+def direction_sign(direction: str) -> float:
+    """+1 for a minimised objective, -1 for a maximised one (the factor into min space)."""
+    d = direction.lower()
+    if d.startswith("min"):
+        return 1.0
+    if d.startswith("max"):
+        return -1.0
+    raise ValueError(f"direction {direction!r}: allowed: maximize, minimize")
+
+
+def to_minimization(values: Point, directions: Sequence[str]) -> tuple[float, ...]:
+    """``values`` with every maximised objective negated."""
+    return tuple(direction_sign(d) * float(v) for v, d in zip(values, directions, strict=True))
+
+
+def dominates(a: Point, b: Point) -> bool:
+    """``a`` Pareto-dominates ``b`` (minimisation): no worse anywhere, better somewhere."""
+    strictly = False
+    for x, y in zip(a, b, strict=True):
+        if x > y:
+            return False
+        if x < y:
+            strictly = True
+    return strictly
+
+
+def non_dominated(points: Sequence[Point]) -> list[int]:
+    """Indices of the points no other point dominates (ties are all kept), in order."""
+    return [i for i, p in enumerate(points)
+            if not any(dominates(q, p) for j, q in enumerate(points) if j != i)]
+
+
+def pareto_ranks(points: Sequence[Point]) -> list[int]:
+    """Non-dominated sorting: rank 1 = the front, rank 2 = the front once rank 1 is
+    removed, and so on (NSGA-II's ranks)."""
+    ranks = [0] * len(points)
+    left = list(range(len(points)))
+    rank = 1
+    while left:
+        layer = [left[i] for i in non_dominated([points[k] for k in left])]
+        for k in layer:
+            ranks[k] = rank
+        left = [k for k in left if k not in layer]
+        rank += 1
+    return ranks
+
+
+def hypervolume(points: Sequence[Point], reference: Point) -> float:
+    """The exact volume dominated by ``points`` and bounded by ``reference``
+    (minimisation). Points not strictly better than the reference in every objective
+    add nothing. Any dimension >= 1."""
+    ref = tuple(float(r) for r in reference)
+    inside = [tuple(float(v) for v in p) for p in points
+              if all(v < r for v, r in zip(p, ref, strict=True))]
+    if not inside:
+        return 0.0
+    return _hv(inside, ref)
+
+
+def _hv(points: list[tuple[float, ...]], ref: tuple[float, ...]) -> float:
+    d = len(ref)
+    if d == 1:
+        return ref[0] - min(p[0] for p in points)
+    if d == 2:
+        return _hv2(points, ref)
+    # Slice along the last objective: between consecutive levels z_i < z_{i+1}, the
+    # dominated region's cross-section is what the points with z <= z_i dominate.
+    pts = sorted(points, key=lambda p: p[-1])
+    total = 0.0
+    for i, p in enumerate(pts):
+        top = pts[i + 1][-1] if i + 1 < len(pts) else ref[-1]
+        height = top - p[-1]
+        if height > 0:
+            below = [q[:-1] for q in pts[:i + 1]]
+            total += height * _hv(_nd(below), ref[:-1])
+    return total
+
+
+def _hv2(points: list[tuple[float, ...]], ref: tuple[float, ...]) -> float:
+    # Sweep by x; each point on the staircase adds its strip up to the next x.
+    pts = sorted(points)
+    total, best_y = 0.0, ref[1]
+    stairs = []
+    for x, y in pts:
+        if y < best_y:
+            stairs.append((x, y))
+            best_y = y
+    for i, (x, y) in enumerate(stairs):
+        nxt = stairs[i + 1][0] if i + 1 < len(stairs) else ref[0]
+        total += (nxt - x) * (ref[1] - y)
+    return total
+
+
+def _nd(points: list[tuple[float, ...]]) -> list[tuple[float, ...]]:
+    """Non-dominated subset (distinct points), which keeps the recursion small."""
+    unique = list(dict.fromkeys(points))
+    return [unique[i] for i in non_dominated(unique)]
