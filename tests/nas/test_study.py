@@ -20,7 +20,11 @@ def digits() -> Study:
 def digits_raw() -> dict:
     from importlib import resources
 
-    return yaml.safe_load((resources.files("nas.studies") / "digits.yaml").read_text())
+    studies = resources.files("nas.studies")
+    raw = yaml.safe_load((studies / "digits.yaml").read_text())
+    # baseline paths are relative to the study file; the tests parse copies elsewhere
+    raw["baselines"] = [str(studies / b) for b in raw.get("baselines", [])]
+    return raw
 
 
 def test_packaged_digits_study(digits):
