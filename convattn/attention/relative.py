@@ -8,6 +8,17 @@ built for. The relative terms are computed the memory-efficient way: q . r for
 all 2W-1 (resp. 2H-1) offsets, (B, Nh, H, W, 2W-1), then the "relative to
 absolute" skew turns them into (B, Nh, H, W, W) without ever building a
 (HW)^2 x dkh tensor.
+
+The (HW)^2 part (logits, softmax, mixing) is one autograd Function that works in
+place: the forward holds ONE (B, Nh, HW, HW) tensor (the logits, turned into the
+weights where they lie) and the backward two (the saved weights and the logits'
+gradient, also computed in place; the softmax row term sum_j w_ij dL/dw_ij is
+dL/dout_i . out_i, an O(HW dv) product). Plain autograd holds three at its peak
+(weights saved for backward, dL/dweights and dL/dlogits), as does timm's
+BottleneckAttn: this is a third less memory and fewer passes over the largest
+tensor (benchmarks/attention_scaling.py measures both). Under autocast with
+half-precision logits the softmax and the (HW)^2 part of the backward run in
+float32, as autocast's softmax policy does.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from ..base import as_size
 from ..cost import Cost
@@ -24,6 +36,8 @@ from ..errors import MapSizeError
 from ..registry import register_attention
 from .base import AttentionKernel, from_tokens, to_tokens
 from .full import map_sizes
+
+_HALF = (torch.float16, torch.bfloat16)
 
 
 def rel_to_abs(x: torch.Tensor) -> torch.Tensor:
@@ -39,6 +53,52 @@ def rel_to_abs(x: torch.Tensor) -> torch.Tensor:
     x = F.pad(x, (0, length - 1))                          # (..., 2L^2 + L - 1)
     x = x.reshape(*lead, length + 1, 2 * length - 1)
     return x[..., :length, length - 1:]
+
+
+class RelativeSoftmaxAttend(torch.autograd.Function):
+    """softmax(q k^T + rel_h + rel_w) v over tokens, with one (HW)^2 tensor alive in the
+    forward and two in the backward.
+
+    q, k (B, Nh, N, dkh) with q scaled; v (B, Nh, N, dvh); rw (B, Nh, H, W, W) added
+    over key rows, rh (B, Nh, H, W, H) added over key columns (N = H W, row-major)
+    -> (B, Nh, N, dvh). First-order gradients only (``once_differentiable``).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                rw: torch.Tensor, rh: torch.Tensor) -> torch.Tensor:
+        b, n, h, w, _ = rw.shape
+        logits = q @ k.transpose(-1, -2)                      # (B, Nh, N, N), the one copy
+        grid = logits.view(b, n, h, w, h, w)
+        grid.add_(rh.unsqueeze(-1))                           # over key columns
+        grid.add_(rw.unsqueeze(-2))                           # over key rows
+        del grid
+        if logits.dtype in _HALF:
+            logits = logits.float()                           # autocast's fp32 softmax
+        # softmax in place: the logits become the weights
+        logits.sub_(logits.amax(dim=-1, keepdim=True)).exp_()
+        logits.div_(logits.sum(dim=-1, keepdim=True))
+        out = logits.to(v.dtype) @ v                          # (B, Nh, N, dvh)
+        ctx.save_for_backward(q, k, v, logits, out)
+        ctx.grid, ctx.rel_dtypes = (h, w, h, w), (rw.dtype, rh.dtype)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor):
+        q, k, v, weights, out = ctx.saved_tensors
+        f = weights.dtype                                     # float32 for half inputs
+        b, n = q.shape[:2]
+        g = grad.to(f)
+        grad_v = (weights.transpose(-1, -2) @ g).to(v.dtype)
+        # dL/dlogits = w * (dL/dw - sum_j w_ij dL/dw_ij), in place in dL/dw.
+        grad_logits = g @ v.to(f).transpose(-1, -2)           # (B, Nh, N, N), the 2nd copy
+        grad_logits.sub_((g * out.to(f)).sum(dim=-1, keepdim=True)).mul_(weights)
+        grad_q = (grad_logits @ k.to(f)).to(q.dtype)
+        grad_k = (grad_logits.transpose(-1, -2) @ q.to(f)).to(k.dtype)
+        grid = grad_logits.view(b, n, *ctx.grid)             # (B, Nh, H, W, H, W)
+        return (grad_q, grad_k, grad_v, grid.sum(dim=-2).to(ctx.rel_dtypes[0]),
+                grid.sum(dim=-1).to(ctx.rel_dtypes[1]))
 
 
 @register_attention("relative")
@@ -98,12 +158,7 @@ class RelativeAttention(AttentionKernel):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         (h, w), _ = map_sizes(self, q, k, v)
-        b, n = q.shape[:2]
         q = q * self.dkh ** -0.5  # scales the content AND the relative logits
-        logits = to_tokens(q) @ to_tokens(k).transpose(-1, -2)           # (B, Nh, HW, HW)
         rw, rh = self.relative_logits(q)
-        logits = (logits.view(b, n, h, w, h, w)
-                  + rh.unsqueeze(-1)                                      # over key columns
-                  + rw.unsqueeze(-2))                                     # over key rows
-        weights = logits.view(b, n, h * w, h * w).softmax(dim=-1)
-        return from_tokens(weights @ to_tokens(v), h, w)
+        out = RelativeSoftmaxAttend.apply(to_tokens(q), to_tokens(k), to_tokens(v), rw, rh)
+        return from_tokens(out, h, w)                                     # (B, Nh, dvh, H, W)

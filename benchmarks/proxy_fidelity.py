@@ -1,0 +1,483 @@
+"""Does the proxy rank architectures like a longer training does? Spearman rank correlation
+between the proxy's accuracy (the study's short schedule, and each ASHA rung) and the
+accuracy after a reference schedule several times longer.
+
+    python benchmarks/proxy_fidelity.py                       # digits, 10 specs, 4x, ~10 min
+    python benchmarks/proxy_fidelity.py --samples 24 --factor 10 --jobs 2     # full version
+    python benchmarks/proxy_fidelity.py --variant e6:epochs=6 --variant lr:lr=0.1
+                                                              # other proxies, same reference
+
+Architectures: ``--samples`` specs drawn at random (seeded) from the study's space, kept
+only if they pass the study's ANALYTIC constraints (params, MACs, estimated memory: what a
+search would train), plus baselines (the study's ``baselines`` and ``--baselines``) adapted
+to the study's data with ``ModelSpec.with_data``. Each is trained with ``nas.train.train``
+(the code a trial runs) on the CPU, one thread per job:
+
+- the proxy: the study's ``training`` section as is (variant ``study``), or changed by
+  ``--variant NAME:key=value,...`` (any ``training`` key: epochs, lr, batch_size,
+  schedule, warmup_epochs, ...); its accuracy after each ASHA rung epoch (the study's
+  ``fidelity``: grace x rf^k below the last epoch) is what ASHA compares on;
+- the reference: the study's ORIGINAL training section with ``epochs`` x ``--factor``
+  (the cosine schedule stretched over the longer run), the same for every variant.
+
+Accuracy is the validation top-1 after the last epoch (what a trial reports). Cost is
+training wall time; the proxy's share of the reference's cost is reported next to each
+correlation. Reference runs are cached (runs/bench-cache/, keyed by spec hash, schedule
+and seed), so trying proxy variants costs only the proxies. Writes
+benchmarks/results/proxy_fidelity_<study>.{json,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+CACHE = ROOT / "runs" / "bench-cache"
+
+
+# --------------------------------------------------------------------------- candidates
+def candidates(study: Any, samples: int, seed: int,
+               baselines: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(specs to train, skipped): ``samples`` analytically feasible specs from the space,
+    then the baselines adapted to the study's data."""
+    import optuna
+
+    from nas.checks import analytic, violations
+    from search_space import load_spec
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    chosen: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    tries = 0
+    while len(chosen) < samples and tries < samples * 50:
+        tries += 1
+        spec = study.space.sample(sampler.ask())
+        h = spec.hash()
+        if h in seen:
+            continue
+        seen.add(h)
+        numbers = analytic(spec, study)
+        over = violations({"params": numbers["params"], "macs": numbers["macs"],
+                           "memory_mb": numbers["memory_est_mb"]}, study.constraints)
+        if over:
+            skipped.append({"name": f"sample-{tries - 1}", "reason": f"infeasible {over}"})
+            continue
+        chosen.append({"name": f"sample-{len(chosen)}", "kind": "sampled",
+                       "spec": spec.to_dict(), "hash": h, "params": numbers["params"],
+                       "macs": numbers["macs"]})
+    for ref in baselines:
+        try:
+            spec = load_spec(ref).with_data(channels=study.input_channels,
+                                            size=study.input_size, classes=study.classes)
+        except Exception as err:  # noqa: BLE001 - a baseline that cannot run here is reported
+            skipped.append({"name": ref, "reason": f"{type(err).__name__}: {err}"})
+            continue
+        numbers = analytic(spec, study)
+        chosen.append({"name": ref, "kind": "baseline", "spec": spec.to_dict(),
+                       "hash": spec.hash(), "params": numbers["params"],
+                       "macs": numbers["macs"]})
+    return chosen, skipped
+
+
+# --------------------------------------------------------------------------- training
+def train_once(job: dict[str, Any]) -> dict[str, Any]:
+    """One training run (in a worker process): history of accuracy per epoch, time."""
+    import torch
+
+    from nas.data import cached_data
+    from nas.study import TrainingConfig, load_study
+    from nas.train import seed_everything, train
+    from search_space import ModelSpec
+
+    torch.set_num_threads(job["threads"])
+    study = load_study(job["study"])
+    cfg = TrainingConfig(**{**dataclasses.asdict(study.training), **job["training"]})
+    data = cached_data(study.data)
+    seed_everything(job["seed"])
+    model = ModelSpec.from_dict(job["spec"]).build()
+    cpu0 = time.process_time()
+    try:
+        result = train(model, data, cfg, device="cpu", seed=job["seed"])
+    except Exception as err:  # noqa: BLE001 - a diverged run is a data point
+        return {**_key_of(job), "error": f"{type(err).__name__}: {err}"}
+    return {**_key_of(job), "accuracy": [h["accuracy"] for h in result.history],
+            "train_s": result.train_s, "cpu_s": time.process_time() - cpu0,
+            "epochs": cfg.epochs}
+
+
+def _key_of(job: dict[str, Any]) -> dict[str, Any]:
+    return {"hash": job["hash"], "training": job["training"], "seed": job["seed"]}
+
+
+def cache_key(h: str, training: dict[str, Any], seed: int) -> str:
+    text = json.dumps({"hash": h, "training": training, "seed": seed}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def run_jobs(jobs: list[dict[str, Any]], workers: int, cache: dict[str, Any] | None,
+             cache_path: Path | None) -> list[dict[str, Any]]:
+    """Results of ``jobs`` in order; cached ones are not rerun, new ones are cached."""
+    todo = [j for j in jobs if cache is None or j["key"] not in cache]
+    done: dict[str, Any] = {} if cache is None else cache
+    if todo:
+        print(f"training {len(todo)} run(s) on {workers} worker(s)...", flush=True)
+        if workers > 1:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(workers) as pool:
+                for job, res in zip(todo, pool.imap(train_once, todo), strict=True):
+                    done[job["key"]] = res
+                    _progress(job, res)
+                    _save_cache(cache, cache_path)
+        else:
+            for job in todo:
+                done[job["key"]] = train_once(job)
+                _progress(job, done[job["key"]])
+                _save_cache(cache, cache_path)
+    return [done[j["key"]] for j in jobs]
+
+
+def _progress(job: dict[str, Any], res: dict[str, Any]) -> None:
+    acc = res.get("accuracy")
+    text = f"{acc[-1]:.4f}" if acc else res.get("error")
+    print(f"  {job['name']:28s} {job['label']:10s} acc {text}  "
+          f"{res.get('train_s', 0):6.1f} s", flush=True)
+
+
+def _save_cache(cache: dict[str, Any] | None, path: Path | None) -> None:
+    if cache is None or path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cache))
+    tmp.replace(path)
+
+
+# --------------------------------------------------------------------------- statistics
+def rung_epochs(epochs: int, grace: int, rf: float) -> list[int]:
+    """ASHA's rung epochs below the last one (Ray: grace x rf^k < max_t)."""
+    out, k = [], 0
+    while True:
+        e = grace * rf ** k
+        if e >= epochs:
+            return out
+        out.append(int(round(e)))
+        k += 1
+
+
+def spearman(x: list[float], y: list[float]) -> float | None:
+    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
+        return None  # a constant list has no ranks to correlate
+    from scipy.stats import spearmanr
+
+    rho = spearmanr(x, y).statistic
+    return None if math.isnan(rho) else float(rho)
+
+
+def bootstrap_ci(x: list[float], y: list[float], seed: int = 0, n: int = 2000,
+                 level: float = 0.9) -> list[float] | None:
+    """Percentile bootstrap interval of Spearman's rho (resampling architectures)."""
+    if len(x) < 4:
+        return None
+    rng = random.Random(seed)
+    values = []
+    for _ in range(n):
+        idx = [rng.randrange(len(x)) for _ in x]
+        rho = spearman([x[i] for i in idx], [y[i] for i in idx])
+        if rho is not None:
+            values.append(rho)
+    if not values:
+        return None
+    values.sort()
+    lo = values[int((1 - level) / 2 * len(values))]
+    hi = values[min(len(values) - 1, int((1 + level) / 2 * len(values)))]
+    return [lo, hi]
+
+
+def correlations(archs: list[dict[str, Any]], epochs: int, rungs: list[int],
+                 seed: int) -> dict[str, Any]:
+    """Spearman (with a bootstrap 90% interval) of the reference accuracy against the
+    proxy's final accuracy and against its accuracy at each rung epoch (means over seeds)."""
+    ok = [a for a in archs if a.get("proxy_acc") and a.get("reference_acc") is not None]
+    ref = [a["reference_acc"] for a in ok]
+    out: dict[str, Any] = {"n": len(ok)}
+    for label, xs in _fidelities(ok, epochs, rungs).items():
+        keep = [i for i, v in enumerate(xs) if not math.isnan(v)]
+        xs_k, ref_k = [xs[i] for i in keep], [ref[i] for i in keep]
+        out[label] = {"spearman": spearman(xs_k, ref_k),
+                      "ci90": bootstrap_ci(xs_k, ref_k, seed=seed)}
+    return out
+
+
+def _fidelities(archs: list[dict[str, Any]], epochs: int,
+                rungs: list[int]) -> dict[str, list[float]]:
+    """{label: accuracy per architecture}: the proxy's last epoch, then each rung."""
+    points = {f"epoch {epochs} (final)": [a["proxy_acc"][-1] for a in archs]}
+    for r in rungs:
+        points[f"epoch {r} (rung)"] = [a["proxy_acc"][r - 1] if len(a["proxy_acc"]) >= r
+                                       else math.nan for a in archs]
+    return points
+
+
+def asha_consistency(archs: list[dict[str, Any]], epochs: int,
+                     rungs: list[int]) -> dict[str, float | None]:
+    """Spearman of each rung's accuracy with the proxy's own final accuracy: what ASHA
+    relies on when it stops a trial at that rung."""
+    ok = [a for a in archs if a.get("proxy_acc")]
+    pts = _fidelities(ok, epochs, rungs)
+    final = pts.pop(f"epoch {epochs} (final)")
+    return {label: spearman(xs, final) for label, xs in pts.items()}
+
+
+def repeatability(per_seed: list[list[float | None]], seed: int) -> dict[str, Any] | None:
+    """Spearman between the first two seeds' values (architectures in the same order):
+    how reproducible a ranking is at all (the noise ceiling of a correlation with it)."""
+    if len(per_seed) < 2:
+        return None
+    pairs = [(a, b) for a, b in zip(per_seed[0], per_seed[1], strict=True)
+             if a is not None and b is not None]
+    xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
+    return {"spearman": spearman(xs, ys), "ci90": bootstrap_ci(xs, ys, seed=seed),
+            "n": len(pairs)}
+
+
+def _mean_history(runs: list[dict[str, Any]]) -> list[float] | None:
+    """Element-wise mean of the runs' accuracy histories (None if any run failed)."""
+    hists = [r.get("accuracy") for r in runs]
+    if not hists or any(not h for h in hists):
+        return None
+    n = min(len(h) for h in hists)
+    return [statistics.fmean(h[i] for h in hists) for i in range(n)]
+
+
+# --------------------------------------------------------------------------- variants
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME:key=value,key=value`` -> (NAME, {key: value}) with YAML-typed values."""
+    import yaml
+
+    from nas.study import TrainingConfig
+
+    name, _, body = text.partition(":")
+    if not name or not body:
+        raise SystemExit(f"--variant {text!r}: write NAME:key=value[,key=value...]")
+    known = {f.name for f in dataclasses.fields(TrainingConfig)}
+    out = {}
+    for part in body.split(","):
+        key, eq, value = part.partition("=")
+        if not eq or key.strip() not in known:
+            raise SystemExit(f"--variant {text!r}: {key!r} is not a training key; "
+                             f"allowed: {', '.join(sorted(known))}")
+        out[key.strip()] = yaml.safe_load(value)
+    return name, out
+
+
+# --------------------------------------------------------------------------- output
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = result["variants"]
+    fig, axes = plt.subplots(1, len(variants) + 1, figsize=(5.2 * (len(variants) + 1), 4.6),
+                             squeeze=False)
+    for ax, v in zip(axes[0], variants, strict=False):
+        archs = [a for a in v["archs"] if a.get("proxy_acc") and a.get("reference_acc")]
+        for kind, marker in (("sampled", "o"), ("baseline", "s")):
+            rs = [a for a in archs if a["kind"] == kind]
+            ax.scatter([a["proxy_acc"][-1] for a in rs], [a["reference_acc"] for a in rs],
+                       marker=marker, label=kind, s=22)
+        rho = v["correlations"].get(next(k for k in v["correlations"] if "final" in k), {})
+        ax.set(xlabel=f"proxy accuracy ({v['name']}: {v['training_summary']})",
+               ylabel=f"reference accuracy ({result['reference']['epochs']} epochs)",
+               title=f"Spearman {rho.get('spearman', float('nan')):.2f} at "
+                     f"{100 * v['cost_share']:.0f}% of the cost")
+        ax.legend(fontsize=8)
+    ax = axes[0][-1]
+    for v in variants:
+        labels = [k for k in v["correlations"] if k != "n"]
+        ax.plot(range(len(labels)), [v["correlations"][k]["spearman"] or 0 for k in labels],
+                "o-", label=v["name"])
+        ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
+    ax.axhline(0.8, color="k", ls=":", lw=1)
+    ax.set(ylabel="Spearman with the reference", ylim=(-0.2, 1.0), title="per fidelity")
+    ax.legend(fontsize=8)
+    fig.suptitle(f"proxy fidelity, study {result['study']} ({result['device_name']})",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _summary(training: dict[str, Any], base: dict[str, Any]) -> str:
+    keys = ("epochs", "lr", "batch_size", "schedule", "warmup_epochs", "optimizer")
+    return ", ".join(f"{k} {training.get(k, base[k])}" for k in keys
+                     if k in training or k in ("epochs", "lr"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--study", default="digits", help="a study file or packaged name")
+    ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--factor", type=float, default=4.0,
+                    help="reference epochs = the study's epochs x this")
+    ap.add_argument("--baselines", nargs="*", default=None,
+                    help="zoo:NAME or spec paths (default: the study's baselines)")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="NAME:key=value,... a proxy other than the study's training")
+    ap.add_argument("--no-study-variant", action="store_true",
+                    help="evaluate only the --variant proxies")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="architecture sample, and the first training seed")
+    ap.add_argument("--reference-seeds", type=int, default=1,
+                    help="train the reference with this many seeds (mean; with 2 or more "
+                         "the ranking's reproducibility between seeds is reported)")
+    ap.add_argument("--proxy-seeds", type=int, default=1,
+                    help="train each proxy with this many seeds (mean)")
+    ap.add_argument("--jobs", type=int, default=2, help="training processes (1 thread each)")
+    ap.add_argument("--no-cache", action="store_true")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from nas.study import load_study
+
+    study = load_study(args.study)
+    base = dataclasses.asdict(study.training)
+    reference = {"epochs": int(round(study.training.epochs * args.factor))}
+    variants = [] if args.no_study_variant else [("study", {})]
+    variants += [parse_variant(v) for v in args.variant]
+    baselines = list(study.baselines) if args.baselines is None else args.baselines
+    archs, skipped = candidates(study, args.samples, args.seed, baselines)
+    print(f"{len(archs)} architectures ({len(skipped)} skipped)", flush=True)
+    cache_path = None if args.no_cache else CACHE / f"proxy_fidelity_{study.name}.json"
+    cache = None
+    if cache_path is not None:
+        cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+
+    ref_seeds = [args.seed + i for i in range(args.reference_seeds)]
+    proxy_seeds = [args.seed + i for i in range(args.proxy_seeds)]
+
+    def job(a: dict[str, Any], training: dict[str, Any], label: str,
+            seed: int) -> dict[str, Any]:
+        return {"study": study.to_dict(), "spec": a["spec"], "hash": a["hash"],
+                "training": training, "seed": seed, "threads": 1, "name": a["name"],
+                "label": f"{label}/s{seed}",
+                "key": cache_key(a["hash"], {**base, **training}, seed)}
+
+    t0 = time.perf_counter()
+    plan = [("reference", reference, ref_seeds)] + [(n, t, proxy_seeds) for n, t in variants]
+    jobs = [job(a, training, label, sd) for label, training, seeds in plan
+            for sd in seeds for a in archs]
+    results = iter(run_jobs(jobs, max(1, args.jobs), cache, cache_path))
+    by_plan = {label: [[next(results) for _ in archs] for _ in seeds]
+               for label, _, seeds in plan}
+    refs = by_plan["reference"]  # [seed][arch]
+    ref_final = [[(r.get("accuracy") or [None])[-1] for r in per] for per in refs]
+    rungs = rung_epochs(study.training.epochs, study.fidelity.grace_epochs,
+                        study.fidelity.reduction_factor)
+    out_variants = []
+    for name, training in variants:
+        runs = by_plan[name]
+        rows = []
+        for i, a in enumerate(archs):
+            mine = [runs[k][i] for k in range(len(proxy_seeds))]
+            theirs = [refs[k][i] for k in range(len(ref_seeds))]
+            finals = [ref_final[k][i] for k in range(len(ref_seeds))]
+            rows.append({"name": a["name"], "kind": a["kind"], "hash": a["hash"],
+                         "params": a["params"], "macs": a["macs"],
+                         "proxy_acc": _mean_history(mine),
+                         "proxy_acc_per_seed": [r.get("accuracy") for r in mine],
+                         "proxy_cpu_s": sum(r.get("cpu_s", 0.0) for r in mine) / len(mine),
+                         "reference_acc": (statistics.fmean(finals)
+                                           if all(f is not None for f in finals) else None),
+                         "reference_acc_per_seed": finals,
+                         "reference_cpu_s": sum(r.get("cpu_s", 0.0) for r in theirs)
+                         / len(theirs),
+                         "errors": [r["error"] for r in mine + theirs if r.get("error")]})
+        proxy_s = sum(r["proxy_cpu_s"] for r in rows)
+        ref_s = sum(r["reference_cpu_s"] for r in rows)
+        epochs = training.get("epochs", study.training.epochs)
+        v_rungs = rung_epochs(epochs, study.fidelity.grace_epochs,
+                              study.fidelity.reduction_factor)
+        out_variants.append({
+            "name": name, "training": training, "training_summary": _summary(training, base),
+            "rung_epochs": v_rungs, "cost_share": proxy_s / ref_s if ref_s else None,
+            "epoch_share": epochs / reference["epochs"],
+            "correlations": correlations(rows, epochs, v_rungs, args.seed),
+            "asha_rung_vs_proxy_final": asha_consistency(rows, epochs, v_rungs),
+            "proxy_repeatability": repeatability(
+                [[(r.get("accuracy") or [None])[-1] for r in per] for per in runs], args.seed),
+            "archs": rows})
+    ref_accs = [statistics.fmean(f) for f in zip(*ref_final, strict=True)
+                if all(x is not None for x in f)]
+    result = {
+        "script": "benchmarks/proxy_fidelity.py",
+        "command": "python benchmarks/proxy_fidelity.py " + " ".join(
+            shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "study": study.name, "device": "cpu", "device_name": _cpu_name(),
+        "torch": torch.__version__, "python": platform.python_version(),
+        "threads_per_job": 1, "jobs": args.jobs, "cpu_count": os.cpu_count(),
+        "load_average_1_5_15_end": list(os.getloadavg()),
+        "seeds": {"architectures": args.seed, "reference_training": ref_seeds,
+                  "proxy_training": proxy_seeds},
+        "study_training": base, "asha_rungs_of_study": rungs,
+        "reference": {**reference, "schedule": "the study's training with epochs x "
+                      f"{args.factor:g}", "accuracy_spread": {
+                          "min": min(ref_accs, default=None), "max": max(ref_accs, default=None),
+                          "stdev": statistics.pstdev(ref_accs) if ref_accs else None},
+                      "seeds": ref_seeds,
+                      "repeatability_between_seeds": repeatability(ref_final, args.seed),
+                      "cost_measure": "process CPU seconds of the training (1 thread)"},
+        "skipped": skipped, "wall_s": time.perf_counter() - t0, "variants": out_variants,
+    }
+    stem = args.out or RESULTS / f"proxy_fidelity_{study.name}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{stem}.json").write_text(json.dumps(result, indent=1))
+    plot(result, Path(f"{stem}.png"))
+    rep = result["reference"]["repeatability_between_seeds"]
+    if rep:
+        print(f"reference ranking between seeds: spearman {rep['spearman']} "
+              f"(90% CI {rep['ci90']})")
+    for v in out_variants:
+        print(f"{v['name']:10s} ASHA rung vs proxy final: {v['asha_rung_vs_proxy_final']}; "
+              f"proxy between seeds: {(v['proxy_repeatability'] or {}).get('spearman')}")
+        for label, c in v["correlations"].items():
+            if label == "n":
+                continue
+            ci = c["ci90"]
+            ci_txt = f" (90% CI {ci[0]:.2f}..{ci[1]:.2f})" if ci else ""
+            print(f"{v['name']:10s} {label:18s} spearman {c['spearman']}{ci_txt}  "
+                  f"cost {100 * (v['cost_share'] or 0):.0f}% of the reference")
+    print(f"wrote {stem}.json and .png")
+
+
+def _cpu_name() -> str:
+    import torch
+
+    from search_space.measure import device_name
+
+    return device_name(torch.device("cpu"))
+
+
+if __name__ == "__main__":
+    main()

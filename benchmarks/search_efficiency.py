@@ -1,0 +1,529 @@
+"""Is the search worth its budget? The study's own sampler against random search and against
+a single-objective TPE on the primary objective, same budget, several seeds: hypervolume of
+the FEASIBLE Pareto front against device time spent.
+
+    python benchmarks/search_efficiency.py --fast                # digits, 3 x 3 runs of 3gpumin
+    python benchmarks/search_efficiency.py                       # the same through run_search
+    python benchmarks/search_efficiency.py --fast --budget 6gpumin --seeds 0 1 2 3 4   # full
+    python benchmarks/search_efficiency.py --fast --strategy \\
+        'nsga2-p50={"sampler": {"name": "nsga2", "options": {"population_size": 50}}}'
+
+Strategies (``--strategies``; more with ``--strategy NAME=JSON``, JSON = study fields to
+override, e.g. the sampler and its options):
+
+- ``default``: the study as written (e.g. NSGA-II; constraints reach it through
+  ``trial.set_constraint``, as in every search);
+- ``random``: the same study with ``sampler: random``;
+- ``tpe-primary``: Optuna's TPE on the PRIMARY objective only (objectives cut to the
+  first), constraints as usual.
+
+Every strategy runs with the same budget (``--budget``, default the study's) and the same
+seeds (the search seed: sampler seed and training seed). Two modes:
+
+- default: the real search, ``nas.search.run_search`` (local Ray, concurrency from the
+  study, device time from the run's ledger), one run directory per (strategy, seed);
+- ``--fast``: the same ``nas.searcher.NasSearcher`` (same sampler, dedup, budget policy,
+  constraint telling, ledger) and the same ``nas.trial.evaluate_candidate``, driven
+  in-process one trial at a time, with ASHA's rule (``AshaRungs``, Ray's
+  ``_Bracket.on_result``) applied between epochs; no Ray processes. Each trial is charged
+  its PROCESS CPU TIME by default (``--clock cpu``: what it costs on an idle core, robust to
+  other jobs on a shared machine; ``--clock wall`` charges wall time like the ledger).
+
+Hypervolume: the study's objectives (for ``tpe-primary`` too: latency etc. come from the
+trial's measured metrics), of the complete, feasible, non-duplicate trials seen so far,
+after each trial's ledger entry (its cost), so a curve is HV against cumulative device
+time. Two reference points, each shared by every run of the comparison:
+
+- ``pooled-nadir`` (the headline): the worst value of each objective over the feasible
+  points of ALL runs pooled. It frames the region the trained feasible models reach: on
+  an easy dataset every trained model is far above chance, and a chance-level reference
+  gives most of the volume to the first trained model whatever the strategy;
+- ``chance-and-limits``: chance accuracy (1 / classes) for a maximised ``accuracy``, the
+  constraint's limit for a constrained metric (every feasible value is within it), else
+  the worst feasible value over all runs: fixed before any run, but dominated by accuracy.
+
+The headline: the budget fraction at which the default strategy's mean curve first reaches
+the mean FINAL hypervolume of random search. Writes
+benchmarks/results/search_efficiency_<study>.{json,png}; run directories go to
+runs/bench-search-efficiency/ and are reused when present (``--fresh`` to redo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = ROOT / "runs" / "bench-search-efficiency"
+DONE = "bench_done.json"
+BUILTIN = ("default", "random", "tpe-primary")
+
+
+# --------------------------------------------------------------------------- bookkeeping
+@dataclass(frozen=True)
+class Event:
+    """One ledger entry of a run: its device-time cost, and the objective values of the
+    trial it finished when that trial is complete, feasible and not a duplicate."""
+
+    cost_s: float
+    point: tuple[float, ...] | None = None
+    trial: int | None = None
+
+
+def hypervolume_curve(events: Sequence[Event], directions: Sequence[str],
+                      reference: Sequence[float]) -> list[tuple[float, float]]:
+    """[(cumulative cost, hypervolume of the points seen so far)], starting at (0, 0).
+
+    ``directions``: "maximize"/"minimize" per objective; ``reference``: in the objectives'
+    own units (a point not strictly better than it in every objective adds nothing)."""
+    from nas.results.hypervolume import hypervolume, non_dominated, to_minimization
+
+    ref = to_minimization(reference, directions)
+    front: list[tuple[float, ...]] = []
+    t, hv = 0.0, 0.0
+    curve = [(0.0, 0.0)]
+    for e in events:
+        t += float(e.cost_s)
+        if e.point is not None:
+            front.append(to_minimization(e.point, directions))
+            front = [front[i] for i in non_dominated(front)]
+            hv = hypervolume(front, ref)
+        curve.append((t, hv))
+    return curve
+
+
+def value_at(curve: Sequence[tuple[float, float]], t: float) -> float:
+    """The curve (a step function) at cost ``t``: the last value reached by then."""
+    value = 0.0
+    for time_s, hv in curve:
+        if time_s > t:
+            break
+        value = hv
+    return value
+
+
+def first_reach(curve: Sequence[tuple[float, float]], target: float) -> float | None:
+    """The first cost at which the curve is >= ``target`` (None: never)."""
+    for time_s, hv in curve:
+        if hv >= target:
+            return time_s
+    return None
+
+
+def mean_curve(curves: Sequence[Sequence[tuple[float, float]]],
+               grid: Sequence[float]) -> list[tuple[float, float]]:
+    """The mean over runs of the step curves, on ``grid``."""
+    return [(t, statistics.fmean(value_at(c, t) for c in curves)) for t in grid]
+
+
+def default_reference(study: Any, points: Sequence[Sequence[float]]) -> list[float]:
+    """Chance level for accuracy, the constraint's limit for a constrained metric, else the
+    worst of ``points`` (all runs' feasible points) in that objective."""
+    ref = []
+    for k, obj in enumerate(study.objectives):
+        if obj.metric == "accuracy" and obj.direction == "maximize":
+            ref.append(1.0 / study.classes)
+        elif obj.metric in study.constraints and obj.direction == "minimize":
+            ref.append(float(study.constraints[obj.metric]))
+        else:
+            ref.append(nadir(points, [o.direction for o in study.objectives])[k])
+    return ref
+
+
+def nadir(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[float]:
+    """The worst value of each objective over ``points``."""
+    if not points:
+        return [0.0 if d.startswith("max") else 1.0 for d in directions]
+    return [min(p[k] for p in points) if d.startswith("max") else max(p[k] for p in points)
+            for k, d in enumerate(directions)]
+
+
+# --------------------------------------------------------------------------- reading a run
+def run_events(path: Path, metrics: Sequence[str]) -> tuple[list[Event], dict[str, Any]]:
+    """The events of a finished run directory (ledger order) and its trial counts."""
+    import optuna
+
+    from nas.ledger import Ledger
+    from nas.rundir import RunDir
+    from nas.states import counts, is_feasible
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run = RunDir.open(path)
+    ostudy = optuna.load_study(study_name=run.meta()["optuna_study"],
+                               storage=run.storage_url())
+    trials = {t.number: t for t in ostudy.get_trials(deepcopy=False)}
+    entries = Ledger(run.ledger_path).entries
+    last_entry = {e.trial: i for i, e in enumerate(entries)}
+    events = []
+    for i, e in enumerate(entries):
+        t = trials.get(e.trial)
+        point = None
+        if (last_entry[e.trial] == i and t is not None and is_feasible(t)
+                and t.user_attrs.get("duplicate_of") is None):
+            m = t.user_attrs.get("metrics", {})
+            values = [m.get(name) for name in metrics]
+            if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+                point = tuple(float(v) for v in values)
+        events.append(Event(cost_s=e.device_s, point=point, trial=e.trial))
+    info = counts(trials.values())
+    info["ledger_entries"] = len(entries)
+    info["statuses"] = _tally(t.user_attrs.get("status", "?") for t in trials.values())
+    return events, info
+
+
+def _tally(items: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for x in items:
+        out[x] = out.get(x, 0) + 1
+    return out
+
+
+# --------------------------------------------------------------------------- strategies
+def strategy_study(base: dict[str, Any], name: str, override: dict[str, Any] | None) -> dict:
+    """The study dict a strategy runs."""
+    d = copy.deepcopy(base)
+    if name == "random":
+        d["sampler"] = {**d.get("sampler", {}), "name": "random", "options": {}}
+    elif name == "tpe-primary":
+        d["sampler"] = {**d.get("sampler", {}), "name": "tpe", "options": {}}
+        d["objectives"] = d["objectives"][:1]
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(d.get(key), dict):
+            d[key] = {**d[key], **value}
+        else:
+            d[key] = value
+    d["name"] = f"{base['name']}-{name}".replace("_", "-")
+    return d
+
+
+def parse_strategy(text: str) -> tuple[str, dict[str, Any]]:
+    name, eq, body = text.partition("=")
+    try:
+        override = json.loads(body) if eq else None
+    except ValueError as err:
+        raise SystemExit(f"--strategy {text!r}: the part after '=' is not JSON ({err})") \
+            from None
+    if not name or not isinstance(override, dict):
+        raise SystemExit(f"--strategy {text!r}: write NAME=JSON, JSON a map of study fields")
+    return name, override
+
+
+# --------------------------------------------------------------------------- running
+def run_real(study_dict: dict[str, Any], path: Path, budget: str, seed: int) -> None:
+    """One search through the real framework (Ray Tune + the searcher + the ledger)."""
+    from nas.search import run_search
+
+    run_search(study_dict, run_dir=path, budget=budget, seed=seed, progress=False)
+
+
+class AshaRungs:
+    """ASHA's rungs for one bracket, kept as Ray's ``_Bracket`` keeps them
+    (``stop_last_trials=False``): milestones grace x rf^k for
+    k < log(max_t / grace) / log(rf) + 1, each with the values recorded there."""
+
+    def __init__(self, epochs: int, grace: int, rf: float):
+        n = int(math.log(epochs / grace) / math.log(rf) + 1)
+        self.rf = float(rf)
+        self.rungs: dict[float, dict[str, float]] = {grace * rf ** k: {} for k in range(n)}
+
+    def decide(self, trial: str, epoch: int, value: float, sign: float = 1.0) -> bool:
+        """Ray's ``_Bracket.on_result``: at the highest milestone <= ``epoch`` that
+        ``trial`` has not recorded yet, stop when ``sign * value`` is below the rung's
+        cutoff (the (1 - 1/rf) percentile of the values recorded there before it), then
+        record it. True = stop. ``sign``: +1 when the metric is maximised, -1 if not."""
+        import numpy as np
+
+        for milestone in sorted(self.rungs, reverse=True):
+            recorded = self.rungs[milestone]
+            if epoch >= milestone and trial in recorded:
+                return False
+            if epoch < milestone:
+                continue
+            stop = False
+            if recorded:
+                cutoff = np.nanpercentile(list(recorded.values()), (1 - 1 / self.rf) * 100)
+                stop = bool(sign * value < cutoff)
+            recorded[trial] = sign * value
+            return stop
+        return False
+
+
+def run_fast(study_dict: dict[str, Any], path: Path, budget: str, seed: int,
+             clock: str = "cpu") -> None:
+    """One search in-process: NasSearcher + evaluate_candidate, no Ray (see the module
+    docstring)."""
+    import optuna
+    from ray.tune.search import Searcher
+
+    from nas.budget import parse_budget
+    from nas.data import cached_data
+    from nas.ledger import Ledger
+    from nas.rundir import RunDir
+    from nas.searcher import NasSearcher, make_sampler
+    from nas.study import load_study
+    from nas.trial import evaluate_candidate
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = load_study(study_dict)
+    bud = parse_budget(budget)
+    run = RunDir.create(path, study.to_dict(), optuna_study=study.name, storage=None,
+                        seed=seed, budget=bud.text)
+    run.acquire()
+    started = time.time()
+    searcher = None
+    try:
+        session = run.start_session()
+        sampler = make_sampler(study.sampler.name, seed + session, study.sampler.options)
+        ostudy = optuna.create_study(study_name=study.name, storage=run.storage_url(),
+                                     sampler=sampler, load_if_exists=True,
+                                     directions=[o.direction for o in study.objectives])
+        searcher = NasSearcher(study, ostudy, run=run, ledger=Ledger(run.ledger_path),
+                               budget=bud, seed=seed, session=session, devices=1.0)
+        data = cached_data(study.data)
+        epochs = study.training.epochs
+        primary = study.primary
+        asha = study.fidelity.scheduler == "asha" and epochs > 1
+        rungs = AshaRungs(epochs, study.fidelity.grace_epochs,
+                          study.fidelity.reduction_factor)
+        sign = 1.0 if primary.direction == "maximize" else -1.0
+        for n in range(100_000):
+            tid = f"fast-{n:05d}"
+            config = searcher.suggest(tid)
+            if config is None or config == Searcher.FINISHED:
+                break
+            searcher.attempt_started(tid)
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+
+            def charged(wall0: float = wall0, cpu0: float = cpu0) -> float:
+                if clock == "cpu":
+                    return time.process_time() - cpu0
+                return time.perf_counter() - wall0
+
+            def on_epoch(epoch: int, metrics: dict[str, Any], tid: str = tid) -> bool:
+                report = {k: float(v) for k, v in metrics.items()
+                          if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                searcher.record_result(tid, {**report, "epoch": epoch,
+                                             "trial_wall_s": charged()})
+                if asha and epoch < epochs and primary.metric in metrics:
+                    if rungs.decide(tid, epoch, float(metrics[primary.metric]), sign):
+                        searcher.asha_stopped.add(tid)
+                        return True
+                return False
+
+            outcome = evaluate_candidate(config["spec"], study, seed=int(config["seed"]),
+                                         data=data, on_epoch=on_epoch)
+            searcher.on_trial_complete(tid, {
+                "final": True, "outcome": json.dumps(outcome.to_dict(), default=str),
+                "epoch": outcome.epochs_done, "trial_wall_s": charged()})
+    finally:
+        if searcher is not None:
+            searcher.close_session()
+            run.tick(0, started)
+        run.release()
+
+
+# --------------------------------------------------------------------------- analysis
+def analyse(runs: list[dict[str, Any]], study: Any, budget_s: float) -> dict[str, Any]:
+    """Curves, final hypervolumes and budget fractions for both reference points."""
+    directions = [o.direction for o in study.objectives]
+    pooled = [e.point for r in runs for e in r["events"] if e.point is not None]
+    refs = {"pooled-nadir": nadir(pooled, directions),
+            "chance-and-limits": default_reference(study, pooled)}
+    grid = [budget_s * i / 200 for i in range(201)]
+    out: dict[str, Any] = {"reference_points": refs, "by_reference": {}}
+    names = list(dict.fromkeys(r["strategy"] for r in runs))
+    for ref_name, ref in refs.items():
+        per: dict[str, Any] = {}
+        for r in runs:
+            r.setdefault("curves", {})[ref_name] = hypervolume_curve(r["events"], directions,
+                                                                     ref)
+        for name in names:
+            rs = [r for r in runs if r["strategy"] == name]
+            curves = [r["curves"][ref_name] for r in rs]
+            finals = [c[-1][1] for c in curves]
+            per[name] = {"final_hv": finals, "final_hv_mean": statistics.fmean(finals),
+                         "final_hv_std": statistics.pstdev(finals),
+                         "mean_curve": mean_curve(curves, grid)}
+        target = per["random"]["final_hv_mean"] if "random" in per else None
+        for name, s in per.items():
+            if target is None:
+                break
+            t = first_reach(s["mean_curve"], target)
+            s["fraction_to_random_final"] = None if t is None else t / budget_s
+            seeds = [first_reach(r["curves"][ref_name], target) for r in runs
+                     if r["strategy"] == name]
+            s["per_seed_fraction_to_random_final"] = [None if x is None else x / budget_s
+                                                      for x in seeds]
+        out["by_reference"][ref_name] = {"target_random_final_mean": target,
+                                         "strategies": per}
+    return out
+
+
+def plot(result: dict[str, Any], runs: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    budget_s = result["budget_s"]
+    refs = list(result["analysis"]["by_reference"])
+    fig, axes = plt.subplots(1, len(refs), figsize=(7 * len(refs), 4.8), squeeze=False)
+    names = list(dict.fromkeys(r["strategy"] for r in runs))
+    colors = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
+    for ax, ref_name in zip(axes[0], refs, strict=True):
+        block = result["analysis"]["by_reference"][ref_name]
+        for r in runs:
+            c = r["curves"][ref_name]
+            ax.step([t / budget_s for t, _ in c], [v for _, v in c], where="post",
+                    color=colors[r["strategy"]], alpha=0.25, lw=0.8)
+        for name in names:
+            s = block["strategies"][name]
+            frac = s.get("fraction_to_random_final")
+            label = f"{name} (mean of {len(s['final_hv'])})"
+            if name != "random" and "fraction_to_random_final" in s:
+                label += (f": reaches random's final at {frac:.2f}" if frac is not None
+                          else ": never reaches random's final")
+            ax.step([t / budget_s for t, _ in s["mean_curve"]],
+                    [v for _, v in s["mean_curve"]], where="post", color=colors[name],
+                    lw=2, label=label)
+        if block["target_random_final_mean"] is not None:
+            ax.axhline(block["target_random_final_mean"], color="k", ls=":", lw=1)
+        ref = result["analysis"]["reference_points"][ref_name]
+        ax.set(xlabel=f"device time spent / budget ({result['budget']}, {result['mode']})",
+               ylabel="hypervolume of the feasible front",
+               title=f"reference {ref_name}: " + ", ".join(f"{v:.3g}" for v in ref))
+        ax.set_xlim(0, max(1.0, max(r["spent_s"] for r in runs) / budget_s))
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"search efficiency, study {result['study']} "
+                 f"(objectives: {', '.join(result['objectives'])})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--study", default="digits", help="a study file or packaged name")
+    ap.add_argument("--budget", default="3gpumin",
+                    help="per run, nas.budget syntax (device time: gpumin); 'study' = the "
+                         "study's own budget")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--strategies", nargs="+", default=list(BUILTIN))
+    ap.add_argument("--strategy", action="append", default=[],
+                    help="NAME=JSON: an extra strategy, JSON = study fields to override")
+    ap.add_argument("--fast", action="store_true",
+                    help="in-process NasSearcher + evaluate_candidate, no Ray")
+    ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                    help="--fast: charge process CPU time (default) or wall time")
+    ap.add_argument("--workdir", type=Path, default=WORK)
+    ap.add_argument("--fresh", action="store_true", help="redo runs already in --workdir")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from nas.budget import parse_budget
+    from nas.study import load_study
+
+    study = load_study(args.study)
+    base = study.to_dict()
+    budget = study.budget if args.budget == "study" else args.budget
+    budget_s = parse_budget(budget).limit
+    if parse_budget(budget).kind != "device":
+        raise SystemExit(f"--budget {budget}: use device time (e.g. 3gpumin)")
+    extra = dict(parse_strategy(s) for s in args.strategy)
+    unknown = [s for s in args.strategies if s not in BUILTIN and s not in extra]
+    if unknown:
+        raise SystemExit(f"--strategies: unknown {unknown}; built in: {', '.join(BUILTIN)}; "
+                         "define others with --strategy NAME=JSON")
+    names = list(dict.fromkeys([*args.strategies, *extra]))
+    mode = "fast" if args.fast else "real"
+    tag = f"{study.name}-{mode}{'-' + args.clock if args.fast else ''}-{budget}"
+    runs = []
+    t_start = time.perf_counter()
+    # Seeds outermost: each seed's strategies run close in time, under similar machine load.
+    for seed in args.seeds:
+        for name in names:
+            sd = strategy_study(base, name, extra.get(name))
+            path = args.workdir / tag / f"{name}-seed{seed}"
+            done = path / DONE
+            if done.exists() and not args.fresh:
+                recorded = json.loads(done.read_text())
+                if recorded.get("study") != sd:
+                    raise SystemExit(f"{path} holds a run of another study version; "
+                                     "pass --fresh")
+            else:
+                if path.exists():
+                    import shutil
+
+                    shutil.rmtree(path)
+                t0 = time.perf_counter()
+                print(f"{name} seed {seed}: running ({mode})...", flush=True)
+                if args.fast:
+                    run_fast(sd, path, budget, seed, clock=args.clock)
+                else:
+                    run_real(sd, path, budget, seed)
+                done.write_text(json.dumps({"study": sd, "wall_s": time.perf_counter() - t0,
+                                            "load_average_end": list(os.getloadavg())}))
+            events, info = run_events(path, [o.metric for o in study.objectives])
+            spent = sum(e.cost_s for e in events)
+            runs.append({"strategy": name, "seed": seed, "run_dir": str(path),
+                         "events": events, "counts": info, "spent_s": spent,
+                         "wall_s": json.loads(done.read_text()).get("wall_s"),
+                         "sampler": sd["sampler"], "objectives": sd["objectives"]})
+            print(f"  {name} seed {seed}: {info['total']} trials, {info['complete']} "
+                  f"feasible complete, spent {spent:.0f} s", flush=True)
+    analysis = analyse(runs, study, budget_s)
+    result = {
+        "script": "benchmarks/search_efficiency.py",
+        "command": "python benchmarks/search_efficiency.py " + " ".join(
+            shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "mode": mode, "clock": args.clock if args.fast else "wall (ledger)",
+        "study": study.name, "objectives": [o.metric for o in study.objectives],
+        "constraints": study.constraints, "budget": budget, "budget_s": budget_s,
+        "seeds": args.seeds, "device": "cpu", "torch": torch.__version__,
+        "python": platform.python_version(), "cpu_count": os.cpu_count(),
+        "threads_per_trial": max(1, int(study.resources.cpus_per_trial)),
+        "concurrency": 1 if args.fast else study.resources.concurrency,
+        "load_average_1_5_15_end": list(os.getloadavg()),
+        "wall_s": time.perf_counter() - t_start,
+        "strategies": {n: strategy_study(base, n, extra.get(n))["sampler"] for n in names},
+        "analysis": analysis,
+        "runs": [{k: v for k, v in r.items() if k not in ("events", "curves")}
+                 | {"curves": r["curves"],
+                    "trial_costs": [[e.trial, e.cost_s, e.point] for e in r["events"]]}
+                 for r in runs],
+    }
+    stem = args.out or RESULTS / f"search_efficiency_{study.name}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{stem}.json").write_text(json.dumps(result, indent=1))
+    plot(result, runs, Path(f"{stem}.png"))
+    for ref_name, block in analysis["by_reference"].items():
+        print(f"reference {ref_name} {analysis['reference_points'][ref_name]}: random final "
+              f"mean {block['target_random_final_mean']}")
+        for name, s in block["strategies"].items():
+            print(f"  {name:14s} final HV {s['final_hv_mean']:.4f} +- {s['final_hv_std']:.4f}"
+                  f"  reaches random's final at "
+                  f"{s.get('fraction_to_random_final')} of the budget; per seed "
+                  f"{s.get('per_seed_fraction_to_random_final')}")
+    print(f"wrote {stem}.json and .png")
+
+
+if __name__ == "__main__":
+    main()

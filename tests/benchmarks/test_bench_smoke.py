@@ -1,0 +1,122 @@
+"""The bookkeeping behind the evidence benchmarks, on small synthetic inputs: hypervolume
+against device time (search_efficiency), the in-process ASHA rule against Ray's own
+bracket, the ms-per-GMAC fit (latency_fidelity) and the ASHA rung epochs (proxy_fidelity).
+No timings: the benchmarks measure, these check the arithmetic they report with."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import latency_fidelity as lf  # noqa: E402
+import proxy_fidelity as pf  # noqa: E402
+import search_efficiency as se  # noqa: E402
+
+DIRS = ("maximize", "minimize")  # accuracy up, latency down
+REF = (0.1, 20.0)
+
+
+def test_hypervolume_curve_steps_with_cost_and_only_feasible_points_count():
+    events = [
+        se.Event(10.0, (0.9, 5.0)),    # (0.9 - 0.1) * (20 - 5) = 12
+        se.Event(5.0, None),           # infeasible / stopped: costs, adds nothing
+        se.Event(5.0, (0.95, 10.0)),   # union with the first box: 12 + 8.5 - 8 = 12.5
+        se.Event(2.0, (0.85, 6.0)),    # dominated by (0.9, 5): unchanged
+        se.Event(3.0, (0.05, 1.0)),    # worse than the reference accuracy: unchanged
+    ]
+    curve = se.hypervolume_curve(events, DIRS, REF)
+    assert [t for t, _ in curve] == [0.0, 10.0, 15.0, 20.0, 22.0, 25.0]
+    assert [hv for _, hv in curve] == pytest.approx([0.0, 12.0, 12.0, 12.5, 12.5, 12.5])
+
+
+def test_value_at_first_reach_and_mean_curve_read_the_step_function():
+    a = [(0.0, 0.0), (10.0, 1.0), (30.0, 3.0)]
+    b = [(0.0, 0.0), (20.0, 2.0)]
+    assert se.value_at(a, 9.99) == 0.0
+    assert se.value_at(a, 10.0) == 1.0
+    assert se.value_at(a, 100.0) == 3.0
+    assert se.first_reach(a, 2.0) == 30.0
+    assert se.first_reach(a, 3.5) is None
+    assert se.mean_curve([a, b], [0.0, 10.0, 20.0, 30.0]) == [
+        (0.0, 0.0), (10.0, 0.5), (20.0, 1.5), (30.0, 2.5)]
+
+
+def test_reference_points_chance_limits_and_nadir():
+    from nas.study import load_study
+
+    study = load_study(None)  # digits: accuracy (max), latency_ms (min, constrained)
+    points = [(0.9, 3.0), (0.97, 7.5), (0.5, 1.0)]
+    assert se.default_reference(study, points) == [
+        pytest.approx(1 / study.classes), study.constraints["latency_ms"]]
+    assert se.nadir(points, DIRS) == [0.5, 7.5]
+
+
+def test_strategy_studies_change_only_the_sampler_or_objectives():
+    from nas.study import load_study
+
+    base = load_study(None).to_dict()
+    rnd = se.strategy_study(base, "random", None)
+    tpe = se.strategy_study(base, "tpe-primary", None)
+    assert rnd["sampler"]["name"] == "random" and rnd["objectives"] == base["objectives"]
+    assert tpe["sampler"]["name"] == "tpe" and tpe["objectives"] == base["objectives"][:1]
+    assert rnd["training"] == base["training"] and tpe["constraints"] == base["constraints"]
+    custom = se.strategy_study(base, "p8", {"sampler": {"options": {"population_size": 8}}})
+    assert custom["sampler"] == {**base["sampler"], "options": {"population_size": 8}}
+    load_study(custom)  # still a valid study
+
+
+@pytest.mark.parametrize("epochs,grace,rf", [(4, 1, 2), (9, 1, 3), (8, 2, 2)])
+def test_in_process_asha_decides_like_rays_bracket(epochs, grace, rf):
+    from ray.tune.schedulers.async_hyperband import _Bracket
+
+    ray_bracket = _Bracket(grace, epochs, rf, 0, stop_last_trials=False)
+    ours = se.AshaRungs(epochs, grace, rf)
+    rng = random.Random(epochs * 100 + rf)
+    stopped_ray, stopped_ours = set(), set()
+    for n in range(40):
+        trial = SimpleNamespace(trial_id=f"t{n}")
+        quality = rng.random()
+        for epoch in range(1, epochs):  # the trainable reports asha_epoch below the last
+            value = quality * epoch / epochs + 0.05 * rng.random()
+            a = ray_bracket.on_result(trial, epoch, value) == "STOP"
+            b = ours.decide(trial.trial_id, epoch, value)
+            assert a == b, (n, epoch)
+            if a:
+                stopped_ray.add(n)
+                stopped_ours.add(n)
+                break
+    assert stopped_ours == stopped_ray
+    assert 0 < len(stopped_ours) < 40  # the stream exercised both outcomes
+
+
+def test_ms_per_gmac_fit_recovers_a_known_line_and_its_residuals():
+    gmacs = [0.01, 0.1, 0.5, 2.0, 5.0]
+    lat = [1.5 + 40.0 * g for g in gmacs]
+    fit = lf.fit_ms_per_gmac(gmacs, lat)
+    assert fit["ms_per_gmac"] == pytest.approx(40.0)
+    assert fit["overhead_ms"] == pytest.approx(1.5)
+    assert fit["max_abs_residual"] == pytest.approx(0.0, abs=1e-9)
+    # one point 10% slow: its residual says so (predicted below measured)
+    lat[2] *= 1.1
+    fit = lf.fit_ms_per_gmac(gmacs, lat)
+    assert fit["residuals"][2] < -0.05
+    assert lf.spearman(gmacs, lat) == pytest.approx(1.0)
+
+
+def test_asha_rung_epochs_below_the_last_epoch():
+    assert pf.rung_epochs(4, 1, 2) == [1, 2]
+    assert pf.rung_epochs(9, 1, 3) == [1, 3]
+    assert pf.rung_epochs(2, 2, 2) == []
+
+
+def test_proxy_variant_parsing_types_values_and_rejects_unknown_keys():
+    assert pf.parse_variant("fast:epochs=6,lr=0.1,schedule=constant") == (
+        "fast", {"epochs": 6, "lr": 0.1, "schedule": "constant"})
+    with pytest.raises(SystemExit, match="not a training key"):
+        pf.parse_variant("bad:epoch=6")
