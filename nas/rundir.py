@@ -175,16 +175,7 @@ class RunDir:
             fh.write(line + "\n")
 
     def read_log(self, number: int) -> list[dict[str, Any]]:
-        path = self.trial_log(number)
-        if not path.exists():
-            return []
-        out = []
-        for line in path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
+        return read_jsonl(self.trial_log(number))
 
     def write_rungs(self, rungs: dict[str, Any]) -> None:
         _atomic_write(self / RUNGS, json.dumps(rungs, indent=2))
@@ -296,3 +287,17 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file ([] when missing); a torn line (a writer killed
+    mid-write) is skipped rather than failing the reader."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out

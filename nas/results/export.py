@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..rundir import read_jsonl
 from ..study import CONSTRAINT_METRICS, METRICS
 from .front import pareto
 from .hypervolume import direction_sign
@@ -208,13 +209,4 @@ def export(results: RunResults, pick: str, out: str | os.PathLike,
 
 
 def read_exports(results: RunResults) -> list[dict[str, Any]]:
-    path = results.run.exports_dir / EXPORTS_LOG
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
+    return read_jsonl(results.run.exports_dir / EXPORTS_LOG)
