@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..base import as_size
@@ -42,6 +43,16 @@ def to_tokens(x: torch.Tensor) -> torch.Tensor:
     """(B, Nh, d, H, W) -> (B, Nh, HW, d), row-major pixel order."""
     b, n, d, h, w = x.shape
     return x.reshape(b, n, d, h * w).transpose(-1, -2)
+
+
+def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` on (B, Nh, N, d) tokens, made contiguous first.
+
+    ``to_tokens`` returns a transposed view (last-dim stride N); PyTorch only picks a fused
+    (flash / memory-efficient) kernel for inputs with a unit last-dim stride and otherwise
+    falls back to the math path that materialises the whole N x N logits tensor.
+    """
+    return F.scaled_dot_product_attention(q.contiguous(), k.contiguous(), v.contiguous())
 
 
 def from_tokens(x: torch.Tensor, h: int, w: int) -> torch.Tensor:

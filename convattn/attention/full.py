@@ -12,12 +12,11 @@ head count or depth fails with a message instead of a reshape crash.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..cost import Cost
 from ..errors import MapSizeError
 from ..registry import register_attention
-from .base import AttentionKernel, from_tokens, to_tokens
+from .base import AttentionKernel, from_tokens, sdpa, to_tokens
 
 
 def map_sizes(kernel: AttentionKernel, q: torch.Tensor, k: torch.Tensor,
@@ -58,5 +57,5 @@ class FullAttention(AttentionKernel):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         (hq, wq), _ = map_sizes(self, q, k, v)
         # SDPA's default scale is 1/sqrt(last dim of q) = dkh^-0.5.
-        out = F.scaled_dot_product_attention(to_tokens(q), to_tokens(k), to_tokens(v))
+        out = sdpa(to_tokens(q), to_tokens(k), to_tokens(v))
         return from_tokens(out, hq, wq)

@@ -12,14 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..base import as_size
 from ..cost import Cost
 from ..errors import ConfigError, MapSizeError
 from ..registry import register_attention
-from .base import AttentionKernel, from_tokens, to_tokens
+from .base import AttentionKernel, from_tokens, sdpa, to_tokens
 from .full import map_sizes
 
 
@@ -77,5 +76,5 @@ class LinformerAttention(AttentionKernel):
         (h, w), _ = map_sizes(self, q, k, v)
         kp = torch.einsum("nm,bhnd->bhmd", self.proj_k.to(k.dtype), to_tokens(k))  # (B,Nh,k,dkh)
         vp = torch.einsum("nm,bhnd->bhmd", self.proj_v.to(v.dtype), to_tokens(v))  # (B,Nh,k,dvh)
-        out = F.scaled_dot_product_attention(to_tokens(q), kp, vp)  # scale dkh^-0.5
+        out = sdpa(to_tokens(q), kp, vp)  # scale dkh^-0.5
         return from_tokens(out, h, w)

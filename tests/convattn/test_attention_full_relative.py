@@ -126,3 +126,23 @@ def test_wrong_head_count_is_a_clear_error():
     q, k, v = (t.float() for t in _qkv(1, 4, 1, 1, (2, 2)))
     with pytest.raises(ValueError, match=r"expects q of shape \(B, 2, 2, H, W\)"):
         kernel(q, k, v)
+
+
+@pytest.mark.parametrize("name", ["full", "linformer"])
+def test_fused_attention_never_keeps_the_logits_for_backward(name):
+    """The kernels hand SDPA contiguous tokens, so PyTorch picks a fused kernel: no tensor
+    as large as the (B, Nh, Nq, Nk) attention weights is saved for the backward pass (the
+    math fallback, taken for transposed views, saves exactly that)."""
+    b, heads, hw = 2, 2, (16, 16)
+    kwargs = {"input_size": hw, "proj_dim": 64} if name == "linformer" else {}
+    kernel = create_attention(name, heads=heads, dk=16, dv=16, **kwargs)
+    q, k, v = (torch.randn(b, heads, 8, *hw, requires_grad=True) for _ in range(3))
+    nk = 64 if name == "linformer" else hw[0] * hw[1]
+    weights = b * heads * hw[0] * hw[1] * nk
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t,
+                                                  lambda t: t):
+        out = kernel(q, k, v)
+    out.sum().backward()
+    assert max(saved) < weights, f"{name}: a saved tensor has {max(saved)} >= {weights}"
+    assert q.grad is not None and torch.isfinite(q.grad).all()
