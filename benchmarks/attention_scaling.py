@@ -54,11 +54,12 @@ KERNELS = ("full", "full-materialised", "relative", "local", "linformer", "linea
 TIMM_CASES = ("timm-bottleneckattn", "convattn-qkv-relative", "convattn-aaconv")
 #: model variant -> (zoo entry, overrides of every attention block, SDPA math backend only).
 #: "-materialised": SDPA limited to its math backend, the (HW)^2 logits built, as the
-#: papers' "normal" attention. "eaa-full-sdpa": torch's choice; the eaa block feeds its
-#: kernel channel-last tokens, so the fused (flash) kernel runs and never builds them.
+#: papers' "normal" attention. "aa-full" / "eaa-full-sdpa": torch's choice; the kernel
+#: hands SDPA contiguous tokens, so the fused (flash) kernel runs and never builds them.
 RESNETS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "resnet18": ("resnet18-cifar", {}, False),
     "aa-full-materialised": ("aa-resnet18-cifar", {"attention": "full"}, True),
+    "aa-full": ("aa-resnet18-cifar", {"attention": "full"}, False),
     "aa-relative": ("aa-resnet18-cifar", {}, False),
     "eaa-local": ("eaanet-concat-longformer", {}, False),
     "eaa-linformer": ("eaanet-concat-linformer", {}, False),
