@@ -120,3 +120,38 @@ def test_proxy_variant_parsing_types_values_and_rejects_unknown_keys():
         "fast", {"epochs": 6, "lr": 0.1, "schedule": "constant"})
     with pytest.raises(SystemExit, match="not a training key"):
         pf.parse_variant("bad:epoch=6")
+
+
+def test_proxy_correlations_report_each_single_seed_beside_the_seed_mean():
+    """Seed 0's proxy ranks the architectures like the reference, seed 1's in reverse: the
+    single-seed correlations are +1 and -1, whatever the mean of the two does."""
+    ref = [0.90, 0.92, 0.95, 0.97, 0.99]
+    archs = []
+    for i, r in enumerate(ref):
+        hists = [[0.5, 0.6 + 0.01 * i], [0.5, 0.7 - 0.01 * i]]
+        archs.append({"reference_acc": r, "proxy_acc_per_seed": hists,
+                      "proxy_acc": [(a + b) / 2 for a, b in zip(*hists, strict=True)]})
+    out = pf.correlations(archs, epochs=2, rungs=[1], seed=0)
+    assert out["n"] == 5
+    assert out["epoch 2 (final)"]["single_seed"] == pytest.approx([1.0, -1.0])
+    assert out["epoch 1 (rung)"]["spearman"] is None  # every rung value is 0.5: no ranking
+
+
+def test_reference_split_half_reliability_and_its_attenuation_ceiling():
+    """Four reference seeds: halves that rank alike give reliability 1 and ceiling 1;
+    a second half in reverse order gives a negative split-half and reliability 0."""
+    base = [0.90, 0.92, 0.95, 0.97, 0.99]
+    same = pf.split_half([base, base, base, base], seed=0)
+    assert same["spearman"] == pytest.approx(1.0)
+    assert same["reliability_all_seeds"] == pytest.approx(1.0)
+    assert same["ceiling"] == pytest.approx(1.0)
+    flipped = pf.split_half([base, base, base[::-1], base[::-1]], seed=0)
+    assert flipped["spearman"] == pytest.approx(-1.0)
+    assert flipped["reliability_all_seeds"] == 0.0 and flipped["ceiling"] == 0.0
+    half = pf.split_half([[0.9, 0.95, 0.92, 0.99, 0.97], [0.91, 0.94, 0.93, 0.98, 0.97],
+                          [0.9, 0.93, 0.95, 0.99, 0.96], [0.92, 0.95, 0.94, 0.97, 0.98]], 0)
+    # halves (0.905, 0.945, 0.925, 0.985, 0.97) and (0.91, 0.94, 0.945, 0.98, 0.97):
+    # ranks 1 3 2 5 4 and 1 2 3 5 4, rho = 1 - 6 * 2 / (5 * 24) = 0.9
+    assert half["spearman"] == pytest.approx(0.9)
+    assert half["reliability_all_seeds"] == pytest.approx(2 * 0.9 / 1.9)
+    assert pf.split_half([base, base, base], seed=0) is None  # fewer than 4 seeds
