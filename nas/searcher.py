@@ -53,6 +53,11 @@ from .study import Study
 
 #: consecutive duplicates after which the space is taken as exhausted.
 MAX_DUPLICATE_STREAK = 100
+#: consecutive duplicates after which the next candidate is drawn uniformly at random.
+#: A model-based sampler (TPE above all) can collapse onto the architectures it already
+#: likes and propose them again and again; those trials cost nothing, but without this
+#: the search would stop as "space exhausted" in a space of millions.
+RANDOM_AFTER_DUPLICATES = 10
 #: statuses that mean the candidate was trained (its cost predicts a trained trial's).
 TRAINED = ("ok", "stopped", "diverged")
 #: user attributes a duplicate copies from the trial that evaluated its architecture.
@@ -124,6 +129,7 @@ class NasSearcher(Searcher):
         self._done: dict[str, int] = {}  # hash -> number of the trial that evaluated it
         self._records: dict[int, tuple] = {}  # number -> (state, values, constraints, attrs)
         self._told = 0
+        self._random_draws = 0  # candidates queued by _enqueue_random
         self._trained_walls: list[float] = []
         self._all_walls: list[float] = []
         self.counts: Counter[str] = Counter()
@@ -223,7 +229,9 @@ class NasSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.stop_reason is not None:
             return Searcher.FINISHED
-        for _ in range(MAX_DUPLICATE_STREAK):
+        for streak in range(MAX_DUPLICATE_STREAK):
+            if streak and streak % RANDOM_AFTER_DUPLICATES == 0:
+                self._enqueue_random()
             admission = self.admission()
             if admission["decision"] == "finished":
                 self.stop_reason = "budget"
@@ -479,6 +487,17 @@ class NasSearcher(Searcher):
         self._note_finished(trial.number, state, values, constraints or {}, merged)
 
     # ------------------------------------------------------------------ values
+    def _enqueue_random(self) -> None:
+        """Queue one candidate drawn uniformly from the space (seeded by the search seed and
+        the trial count, so a resumed search draws the same); the next ``ask`` takes it."""
+        self._random_draws += 1
+        sampler = optuna.samplers.RandomSampler(
+            seed=(self.seed * 1_000_003 + self._told) * 1_009 + self._random_draws)
+        scratch = optuna.create_study(sampler=sampler)
+        draw = scratch.ask()
+        self.study.space.sample(draw)
+        self.optuna.enqueue_trial(draw.params, user_attrs={"proposed_by": "random"})
+
     def _materialize(self, trial: optuna.trial.Trial):
         """(spec, kind, problem): the candidate of an asked trial."""
         from search_space import ModelSpec
