@@ -2,7 +2,8 @@
 between the proxy's accuracy (the study's short schedule, and each ASHA rung) and the
 accuracy after a reference schedule several times longer.
 
-    python benchmarks/proxy_fidelity.py                       # digits, 10 specs, 4x, minutes
+    python benchmarks/proxy_fidelity.py     # digits, 13 specs, 4x, one seed: ~3 min, a smoke
+                                            # run (too few seeds to judge a proxy by)
     python benchmarks/proxy_fidelity.py --samples 16 --reference epochs=40,batch_size=64,lr=0.05 \
         --reference-seeds 4 --proxy-seeds 3 --variant was:epochs=4,batch_size=64,lr=0.05
                                            # the committed result (about 2 h on 2 cores)
