@@ -134,7 +134,9 @@ def open_storage(url: str):
 
         return open_server_storage(url)
 
-    storage = optuna.storages.RDBStorage(url)
+    from .storage import open_with_retry
+
+    storage = open_with_retry(lambda: optuna.storages.RDBStorage(url))
     if url.startswith("sqlite:"):
         from sqlalchemy import event
 

@@ -42,9 +42,17 @@ def open_server_storage(url: str) -> Any:
     if make_url(url).get_backend_name() == "postgresql":
         with _pg_advisory_lock(url):
             return optuna.storages.RDBStorage(url, **kwargs)
+    return open_with_retry(lambda: optuna.storages.RDBStorage(url, **kwargs))
+
+
+def open_with_retry(open_storage: Any) -> Any:
+    """``open_storage()``, again after a short random pause when it lost a table-creation
+    race: another process (a second driver, or on SQLite a reader such as ``nas status``
+    or optuna-dashboard opening a run the driver is creating) made the same tables or
+    stamped the same schema version first. The retry then finds them."""
     for attempt in range(_RETRIES):
         try:
-            return optuna.storages.RDBStorage(url, **kwargs)
+            return open_storage()
         except Exception as err:  # noqa: BLE001 - only a lost creation race is retried
             if attempt == _RETRIES - 1 or not _creation_race(err):
                 raise
@@ -84,4 +92,5 @@ def _null_pool() -> Any:
 def _creation_race(err: BaseException) -> bool:
     """Did table creation fail because another process created the same thing?"""
     text = str(err).lower()
-    return any(s in text for s in ("already exists", "duplicate key", "duplicate entry"))
+    return any(s in text for s in ("already exists", "duplicate key", "duplicate entry",
+                                   "unique constraint failed"))  # the last: SQLite
