@@ -208,9 +208,12 @@ def build_resnet(cfg: dict[str, Any], device: Any) -> Case:
 
 def _environment(device: str, threads: int) -> dict[str, Any]:
     import torch
+
+    from search_space.measure import device_name
     env: dict[str, Any] = {
         "device": device, "torch": torch.__version__, "python": platform.python_version(),
-        "platform": platform.platform(), "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
+        "platform": platform.platform(), "cpu": device_name(torch.device("cpu")),
+        "cpu_count": os.cpu_count(),
         "threads": threads, "load_average_start": _load_average()}
     try:
         import timm
@@ -231,17 +234,6 @@ def _load_average() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _mem_available() -> int | None:

@@ -128,26 +128,23 @@ def open_storage(url: str):
     ledger, fsync'ed, and its (trial, attempt) keys keep the accounting right), and
     readers (``nas status``, optuna-dashboard) no longer block the writer."""
     import optuna
+    from sqlalchemy import event
+
+    from .storage import open_server_storage, open_with_retry
 
     if not url.startswith("sqlite:"):  # a shared server: safe concurrent table creation
-        from .storage import open_server_storage
-
         return open_server_storage(url)
 
-    from .storage import open_with_retry
-
     storage = open_with_retry(lambda: optuna.storages.RDBStorage(url))
-    if url.startswith("sqlite:"):
-        from sqlalchemy import event
 
-        def pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
+    def pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
 
-        event.listen(storage.engine, "connect", pragmas)
-        storage.engine.dispose()  # connections opened from now on get the pragmas
+    event.listen(storage.engine, "connect", pragmas)
+    storage.engine.dispose()  # connections opened from now on get the pragmas
     return storage
 
 
