@@ -220,10 +220,12 @@ def measure_step(spec: Any, study: Study, device: Any) -> dict[str, Any]:
                 step = step_at(batch)
                 break
             except Exception as err:  # noqa: BLE001 - only running out of memory is retried
-                if not (is_oom(err) and batch > 1):
+                # not below 2: batch norm cannot take a training step on one image
+                # of a 1x1 map
+                if not (is_oom(err) and batch > 2):
                     raise
                 torch.cuda.empty_cache()
-                batch //= 2
+                batch = max(2, batch // 2)
     else:  # a small batch, grown while a step stays cheap (small batches are overhead)
         batch = min(t.batch_size, CPU_MEASURE_BATCH)
         step = step_at(batch)

@@ -24,8 +24,10 @@ included), attention memory, and peak TRAINING memory.
   optimizer is SGD with momentum: one state buffer per parameter ("adamw": two,
   "sgd": none). Fused attention (``scaled_dot_product_attention``) is counted as
   the fused kernels keep it (no attention matrix; ``sdpa="math"`` counts the
-  math fallback instead). If a block cannot run on the meta device the count falls back to
-  a real CPU forward at batch 1 scaled by ``batch``, then to a rough analytic
+  math fallback instead). A batch of one that batch norm refuses (one image of a
+  1x1 map) is counted at batches 2 and 3 and extrapolated. If a block cannot run
+  on the meta device the count falls back to a real CPU forward at batch 1 scaled
+  by ``batch``, then to a rough analytic
   sum (``activation_method`` says which). Transient buffers of the backward
   pass and allocator rounding are not included: on CUDA, measured
   ``max_memory_allocated`` is typically somewhat higher (see
@@ -170,6 +172,24 @@ def _forward_counts(model: nn.Module, shape: tuple[int, ...], device: str, sdpa:
     return activations, calls
 
 
+def _activations_at(model: nn.Module, image: tuple[int, ...], batch: int, device: str,
+                    sdpa: str = "math"):
+    """(saved activation bytes at ``batch``, attention kernel calls) of a train-mode
+    forward. Batch norm in training mode refuses one image on a 1x1 map (one value
+    per channel): such a batch-1 count is taken at batches 2 and 3 and extrapolated
+    along the line through them (saved tensors are per-image maps plus
+    batch-independent tables). Counted directly wherever it runs, because at batch 1
+    some reshapes are free views that copy at larger batches."""
+    try:
+        return _forward_counts(model, (batch, *image), device, sdpa)
+    except ValueError:
+        if batch != 1:
+            raise
+    two, calls = _forward_counts(model, (2, *image), device, sdpa)
+    three, _ = _forward_counts(model, (3, *image), device, sdpa)
+    return 2 * two - three, calls
+
+
 def _rough_activations(resolved: Any, batch: int) -> int:
     """Last resort: every block keeps ~4 maps of its output size, the stem ~3."""
     elems = 3 * _numel(resolved.stem_shape) + _numel(resolved.input_shape)
@@ -203,16 +223,15 @@ def estimate(spec: Any, batch: int = 1, optimizer: str = "sgd_momentum",
     optimizer_buffers(optimizer)  # validates the name
     spec = load_spec(spec)
     resolved = spec.resolve()
-    shape = (batch, *resolved.input_shape)
 
     try:
         model = build_meta(spec)
-        activations, calls = _forward_counts(model, shape, "meta", sdpa)
+        activations, calls = _activations_at(model, resolved.input_shape, batch, "meta", sdpa)
         method = f"saved-tensors(meta, sdpa {sdpa})"
     except (RuntimeError, NotImplementedError):
         try:  # a block that needs real data: count on CPU at batch 1, scale
             model = spec.build()
-            act1, calls = _forward_counts(model, (1, *resolved.input_shape), "cpu")
+            act1, calls = _activations_at(model, resolved.input_shape, 1, "cpu")
             activations, method = act1 * batch, "saved-tensors(cpu, batch 1, scaled)"
         except (RuntimeError, NotImplementedError, MemoryError):
             model = spec.build()

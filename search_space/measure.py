@@ -234,13 +234,19 @@ def measure(model_or_spec: Any, batch: int = 1, input_size: Any = None, device: 
         x = torch.randn(batch, *shape, device=dev).contiguous(memory_format=memory_format)
         opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad])
 
-        mem = _measure_memory(model, opt, x, dev, precision) if memory else {}
-
-        if train:
-            model.train()
-            samples = _time_runs(lambda: _train_step(model, opt, x, dev, precision), dev,
-                                 warmup, repeats)
-        else:
+        try:
+            mem = _measure_memory(model, opt, x, dev, precision) if memory else {}
+            if train:
+                model.train()
+                samples = _time_runs(lambda: _train_step(model, opt, x, dev, precision), dev,
+                                     warmup, repeats)
+        except ValueError as err:  # batch norm cannot train on one value per channel
+            if batch > 1:
+                raise
+            raise ValueError(f"a training step at batch 1 is impossible for this model "
+                             f"({err}); measure training at batch >= 2, or inference "
+                             "latency alone with memory=False") from None
+        if not train:
             model.eval()
 
             def infer() -> None:

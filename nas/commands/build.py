@@ -1,6 +1,7 @@
-"""``nas build SPEC [--json] [--batch N]``: validate a model spec (a path or
-zoo:NAME), and print its parameters, multiply-adds, output shape, canonical hash
-and blocks by type."""
+"""``nas build SPEC [SPEC ...] [--json] [--batch N]``: validate model specs (paths
+or zoo:NAME), and print each one's parameters, multiply-adds, output shape,
+canonical hash and blocks by type (``--json``: one JSON object per line, per spec).
+Stops at the first spec that does not build."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import json
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="validate a model spec and print its size and hash",
                        description=__doc__)
-    p.add_argument("spec", metavar="SPEC", help="a spec YAML path or zoo:NAME")
+    p.add_argument("specs", metavar="SPEC", nargs="+", help="a spec YAML path or zoo:NAME")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--batch", type=int, default=1,
                    help="batch size for multiply-adds and memory (default 1)")
@@ -33,10 +34,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch < 1:
         raise UserError(f"--batch {args.batch}: a positive int is required")
-    info = summarize(load_spec(args.spec), batch=args.batch)
-    if args.json:
-        print(json.dumps(info, sort_keys=True))
-        return 0
+    for n, name in enumerate(args.specs):
+        info = summarize(load_spec(name), batch=args.batch)
+        if args.json:
+            print(json.dumps(info, sort_keys=True), flush=True)
+            continue
+        if n:
+            print()
+        _print_table(info)
+    return 0
+
+
+def _print_table(info: dict) -> None:
     shape = lambda s: "x".join(map(str, s))  # noqa: E731
     lines = [
         ("name", info["name"]),
@@ -55,5 +64,4 @@ def run(args: argparse.Namespace) -> int:
     lines.append(("blocks", ", ".join(f"{t} x{n}" for t, n in info["blocks_by_type"].items())))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
-        print(f"{key.ljust(width)}  {value}")
-    return 0
+        print(f"{key.ljust(width)}  {value}", flush=True)

@@ -1,5 +1,6 @@
-"""``nas show SPEC [--json]``: the spec's graph as a per-node table (node, type,
-output shape, params, multiply-adds and attention bytes for one image)."""
+"""``nas show SPEC [SPEC ...] [--json]``: each spec's graph as a per-node table (node,
+type, output shape, params, multiply-adds and attention bytes for one image;
+``--json``: one JSON list of node objects per line, per spec)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("show", help="print a model spec node by node", description=__doc__)
-    p.add_argument("spec", metavar="SPEC", help="a spec YAML path or zoo:NAME")
+    p.add_argument("specs", metavar="SPEC", nargs="+", help="a spec YAML path or zoo:NAME")
     p.add_argument("--json", action="store_true", help="print a JSON list of node objects")
     p.set_defaults(func=run)
 
@@ -18,11 +19,19 @@ def run(args: argparse.Namespace) -> int:
     from search_space import load_spec
     from search_space.summary import node_rows
 
-    spec = load_spec(args.spec)
-    rows = node_rows(spec)
-    if args.json:
-        print(json.dumps(rows))
-        return 0
+    for n, name in enumerate(args.specs):
+        spec = load_spec(name)
+        rows = node_rows(spec)
+        if args.json:
+            print(json.dumps(rows), flush=True)
+            continue
+        if n:
+            print()
+        _print_table(spec, rows)
+    return 0
+
+
+def _print_table(spec, rows: list[dict]) -> None:
     header = ("node", "type", "output", "params", "macs", "attn bytes")
     table = [header] + [
         (r["node"], r["type"], "x".join(map(str, r["out_shape"])), f"{r['params']:,}",
@@ -38,4 +47,3 @@ def run(args: argparse.Namespace) -> int:
         print("  ".join(cells).rstrip())
         if n == 0 or n == len(table) - 2:
             print("  ".join("-" * w for w in widths))
-    return 0
