@@ -41,6 +41,10 @@ class Block(nn.Module):
     defaults: ClassVar[dict[str, Any]] = {}
     #: strides this block can take.
     strides: ClassVar[tuple[int, ...]] = (1, 2)
+    #: cfg keys added after the first spec format -> the value that builds the network
+    #: specs written before them describe. The canonical hash leaves such a key out at
+    #: that value, so every earlier spec keeps its hash (search_space.graph.canonical).
+    added_keys: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1, **cfg: Any):
         super().__init__()

@@ -14,10 +14,11 @@ from .cost import Cost, conv_macs, out_size
 
 
 def conv(in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1,
-         groups: int = 1) -> nn.Conv2d:
-    """Bias-free kxk conv, 'same' padding: output ceil(H/stride) x ceil(W/stride) for odd k."""
+         groups: int = 1, bias: bool = False) -> nn.Conv2d:
+    """kxk conv (bias-free unless asked), 'same' padding: output ceil(H/stride) x
+    ceil(W/stride) for odd k."""
     return nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=kernel_size // 2,
-                     groups=groups, bias=False)
+                     groups=groups, bias=bias)
 
 
 def conv_bn(in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, groups: int = 1,

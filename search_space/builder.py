@@ -39,8 +39,29 @@ def make_stem(stem: dict, in_ch: int) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "gelu": nn.GELU, "none": nn.Identity}
+
+
+def hidden_layers(hidden: list[dict], channels: int) -> nn.Sequential:
+    """The head's hidden layers: Linear(width) -> act [-> dropout] for each."""
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(channels, h["width"]), ACTIVATIONS[h["act"]]()]
+        if h["dropout"]:
+            layers.append(nn.Dropout(h["dropout"]))
+        channels = h["width"]
+    return nn.Sequential(*layers)
+
+
+def head_widths(head: dict, channels: int, classes: int) -> list[int]:
+    """Widths along the head's linear layers: channels, hidden widths..., classes."""
+    return [channels, *(h["width"] for h in head.get("hidden", ())), classes]
+
+
 class Head(nn.Module):
-    """[norm] [-> ReLU] -> global average pool -> [dropout] -> Linear(classes)."""
+    """[norm] [-> ReLU] -> global average pool -> [dropout] -> [hidden layers] ->
+    Linear(classes). ``hidden`` exists only when the spec has hidden layers, so a
+    head without them keeps the state-dict keys of version 1 specs."""
 
     def __init__(self, head: dict, channels: int, classes: int):
         super().__init__()
@@ -50,11 +71,16 @@ class Head(nn.Module):
         self.act = nn.ReLU(inplace=True) if head["act"] == "relu" else nn.Identity()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(head["dropout"]) if head["dropout"] else nn.Identity()
-        self.fc = nn.Linear(channels, classes)
+        widths = head_widths(head, channels, classes)
+        if head.get("hidden"):
+            self.hidden = hidden_layers(head["hidden"], channels)
+        self.fc = nn.Linear(widths[-2], classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.act(self.norm(x))).flatten(1)
-        return self.fc(self.dropout(x))
+        x = self.dropout(self.pool(self.act(self.norm(x))).flatten(1))
+        if hasattr(self, "hidden"):
+            x = self.hidden(x)
+        return self.fc(x)
 
 
 class SpecModel(nn.Module):

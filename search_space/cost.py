@@ -7,7 +7,7 @@ included), attention memory, and peak TRAINING memory.
 - ``params``: exact; counted on the model built on the ``meta`` device (no
   memory, no init compute), so it equals ``sum(p.numel())`` of ``spec.build()``.
 - ``macs``: the blocks' own analytic formulas (``Block.cost``, which include
-  their attention kernels) + the stem conv + the head Linear, times ``batch``.
+  their attention kernels) + the stem conv + the head's Linear layers, times ``batch``.
   Generic FLOP counters miss attention; these formulas do not. Norms, pooling
   and activations are not multiply-adds and are not counted.
 - ``attention_macs``: the part of ``macs`` spent in attention kernels (logits and
@@ -239,7 +239,7 @@ def estimate(spec: Any, batch: int = 1, optimizer: str = "sgd_momentum",
             method = "analytic(rough)"
 
     # Per-node macs and attention bytes come from the spec graph (the blocks' own
-    # formulas, the stem conv and the head Linear), the same numbers `nas show` prints.
+    # formulas, the stem conv and the head's Linears), the same numbers `nas show` prints.
     graph = spec.graph(costs=True)
     per_node = {n: int(d["macs"]) for n, d in graph.nodes(data=True) if d["macs"]}
     attn_bytes = [int(d["attention_bytes"]) for _, d in graph.nodes(data=True)]

@@ -9,13 +9,14 @@ Nodes, in order: ``input``, ``stem``, one per block (``s{i}.b{j}``), ``head``,
 
 Per-node params are counted by building each node on the meta device (no
 memory, no init work); macs come from the block's own ``cost`` formula, the
-stem conv and the final Linear (norms, activations and pooling count 0 MACs,
+stem conv and the head's Linear layers (norms, activations and pooling count 0 MACs,
 as in torch's FlopCounterMode).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Iterator
@@ -58,7 +59,7 @@ def _build_meta(factory) -> nn.Module:
 def build_graph(spec: ModelSpec, *, costs: bool = True,
                 resolved: ResolvedSpec | None = None) -> nx.DiGraph:
     """The DiGraph of ``spec`` (validated first: SpecError if it would not build)."""
-    from .builder import Head, make_stem
+    from .builder import Head, head_widths, make_stem
 
     res = resolved or spec.resolve()
     g = nx.DiGraph(name=spec.name, hash=spec_hash(spec, resolved=res))
@@ -99,7 +100,9 @@ def build_graph(spec: ModelSpec, *, costs: bool = True,
         g.nodes[b.id].update(params=_count(block), macs=int(cost.macs),
                              attention_bytes=int(cost.attention_bytes))
     head = _build_meta(lambda: Head(res.head, feat[0], res.classes))
-    g.nodes["head"].update(params=_count(head), macs=feat[0] * res.classes, attention_bytes=0)
+    widths = head_widths(res.head, feat[0], res.classes)
+    g.nodes["head"].update(params=_count(head), attention_bytes=0,
+                           macs=sum(a * b for a, b in itertools.pairwise(widths)))
     return g
 
 
@@ -152,11 +155,18 @@ def canonical(spec: ModelSpec, *, resolved: ResolvedSpec | None = None) -> dict[
         "classes": res.classes,
         "stem": res.stem,
         "blocks": [{"type": b.type, "in": b.in_ch, "out": b.out_ch, "stride": b.stride,
-                    "cfg": block_class(b.type).canonical_config(b.in_ch, b.out_ch, b.stride,
-                                                                b.cfg)}
-                   for b in res.blocks],
+                    "cfg": _block_canonical(b)} for b in res.blocks],
         "head": res.head,
     })
+
+
+def _block_canonical(b) -> dict[str, Any]:
+    """The block's canonical cfg without the keys added after hash version 1 that sit
+    at the value every earlier spec was built with (their hash stays)."""
+    cls = block_class(b.type)
+    cfg = cls.canonical_config(b.in_ch, b.out_ch, b.stride, b.cfg)
+    return {k: v for k, v in cfg.items()
+            if not (k in cls.added_keys and v == cls.added_keys[k])}
 
 
 def canonical_json(spec: ModelSpec, *, resolved: ResolvedSpec | None = None) -> str:

@@ -1,14 +1,21 @@
 """The model spec: a versioned document of plain values that describes one network.
 
-    version: 1
+    version: 2
     name: aa-resnet18-cifar
     input: {channels: 3, size: [32, 32]}
     classes: 10
     stem: {kind: conv, channels: 64, kernel: 3, stride: 1, norm: batch, act: relu, pool: none}
     stages:
       - {channels: 64, stride: 1, blocks: [{type: basic}, {type: aa, heads: 8}]}
-    head: {pool: avg, norm: none, act: none, dropout: 0.0}
+    head: {pool: avg, norm: none, act: none, dropout: 0.0,
+           hidden: [{width: 512, act: relu, dropout: 0.0}]}    # hidden: version 2
     meta: {}
+
+Versions: 2 (written by this code) adds ``head.hidden``; a version 1 document
+(no hidden head layers) still loads, builds and hashes exactly as before. Block
+cfg keys belong to the blocks (``convattn``) and are checked by them in any
+version; keys a block gained later (``bias``, ``dropout_kind`` of ``wide``/``aa``)
+default to the earlier network and leave the hash of specs without them unchanged.
 
 Optional fields hold ``None`` when the document did not give them, so that
 ``from_dict(d).to_dict() == d`` exactly (what you read is what you write);
@@ -31,7 +38,9 @@ from typing import Any
 from . import fields as f
 from .errors import SpecError
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2
+#: every version this code reads; see the module docstring for what each adds.
+SPEC_VERSIONS = (1, 2)
 
 STEM_KINDS = ("conv", "none")
 STEM_NORMS = ("batch", "none")
@@ -39,10 +48,12 @@ ACTS = ("relu", "none")
 STEM_POOLS = ("max", "none")
 HEAD_POOLS = ("avg",)
 HEAD_NORMS = ("batch", "layer", "none")
+HIDDEN_ACTS = ("relu", "gelu", "none")
 
 STEM_DEFAULTS: dict[str, Any] = {"kind": "conv", "kernel": 3, "stride": 1, "norm": "batch",
                                  "act": "relu", "pool": "none"}  # padding: kernel // 2
 HEAD_DEFAULTS: dict[str, Any] = {"pool": "avg", "norm": "none", "act": "none", "dropout": 0.0}
+HIDDEN_DEFAULTS: dict[str, Any] = {"act": "relu", "dropout": 0.0}
 
 
 def _opt(data: Mapping[str, Any], path: str, key: str, read: Any) -> Any:
@@ -199,34 +210,79 @@ class StageSpec:
 
 
 @dataclass(frozen=True)
+class HiddenSpec:
+    """One hidden layer of the head: Linear(width) -> act -> dropout (version 2)."""
+
+    width: int
+    act: str | None = None
+    dropout: float | None = None
+
+    _FIELDS = ("width", "act", "dropout")
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str) -> HiddenSpec:
+        data = f.expect_map(data, path)
+        f.check_keys(data, path, ["width"], ["act", "dropout"])
+        return cls(width=f.positive_int(data["width"], f.join(path, "width")),
+                   act=_opt(data, path, "act", lambda v, p: f.one_of(v, p, HIDDEN_ACTS)),
+                   dropout=_opt(data, path, "dropout", f.fraction))
+
+    def to_dict(self) -> dict[str, Any]:
+        return _given(self, self._FIELDS)
+
+    def resolved(self) -> dict[str, Any]:
+        return {**HIDDEN_DEFAULTS, **self.to_dict()}
+
+
+@dataclass(frozen=True)
 class HeadSpec:
     """Optional norm (batch | layer over channels) and ReLU on the last map, global
-    average pool, dropout, then Linear(classes). Pre-activation nets need
+    average pool, dropout, then the ``hidden`` layers (each Linear(width), act,
+    dropout; version 2) and Linear(classes). Pre-activation nets need
     ``norm: batch, act: relu``."""
 
     pool: str | None = None
     norm: str | None = None
     act: str | None = None
     dropout: float | None = None
+    hidden: tuple[HiddenSpec, ...] | None = None
 
     _FIELDS = ("pool", "norm", "act", "dropout")
+
+    def __post_init__(self) -> None:
+        if self.hidden is not None:
+            object.__setattr__(self, "hidden", tuple(self.hidden))
 
     @classmethod
     def from_dict(cls, data: Any, path: str = "head") -> HeadSpec:
         data = f.expect_map(data, path)
-        f.check_keys(data, path, [], cls._FIELDS)
+        f.check_keys(data, path, [], (*cls._FIELDS, "hidden"))
+        hidden = None
+        if "hidden" in data:
+            layers = f.expect_list(data["hidden"], f.join(path, "hidden"), nonempty=False)
+            hidden = tuple(HiddenSpec.from_dict(h, f.index(f.join(path, "hidden"), i))
+                           for i, h in enumerate(layers))
         return cls(
             pool=_opt(data, path, "pool", lambda v, p: f.one_of(v, p, HEAD_POOLS)),
             norm=_opt(data, path, "norm", lambda v, p: f.one_of(v, p, HEAD_NORMS)),
             act=_opt(data, path, "act", lambda v, p: f.one_of(v, p, ACTS)),
             dropout=_opt(data, path, "dropout", f.fraction),
+            hidden=hidden,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return _given(self, self._FIELDS)
+        out = _given(self, self._FIELDS)
+        if self.hidden is not None:
+            out["hidden"] = [h.to_dict() for h in self.hidden]
+        return out
 
     def resolved(self) -> dict[str, Any]:
-        return {**HEAD_DEFAULTS, **self.to_dict()}
+        """Defaults filled; ``hidden`` only when there is a hidden layer, so a head
+        without one resolves (and hashes) as in version 1."""
+        out = {**HEAD_DEFAULTS, **_given(self, self._FIELDS)}
+        if self.hidden:
+            out["hidden"] = [h.resolved() for h in self.hidden]
+        return out
 
 
 _TOP_REQUIRED = ("version", "name", "input", "classes", "stem", "stages")
@@ -258,9 +314,10 @@ class ModelSpec:
         inference and every block's config check. Raises SpecError naming the path."""
         data = f.expect_map(data, "")
         f.check_keys(data, "", _TOP_REQUIRED, _TOP_OPTIONAL)
-        if data["version"] != SPEC_VERSION or not f.is_int(data["version"]):
-            raise SpecError("version", f"{data['version']!r} is not supported; "
-                                       f"allowed: {SPEC_VERSION}")
+        version = data["version"]
+        if not f.is_int(version) or version not in SPEC_VERSIONS:
+            raise SpecError("version", f"{version!r} is not supported; "
+                                       f"allowed: {', '.join(map(str, SPEC_VERSIONS))}")
         if not isinstance(data["name"], str) or not data["name"]:
             raise SpecError("name", f"{data['name']!r} is not a non-empty string")
         stages = f.expect_list(data["stages"], "stages")
@@ -273,7 +330,11 @@ class ModelSpec:
                          for i, s in enumerate(stages)),
             head=_opt(data, "", "head", HeadSpec.from_dict),
             meta=_opt(data, "", "meta", lambda v, p: f.expect_map(f.plain(v, p), p)),
+            version=version,
         )
+        if spec.head is not None and spec.head.hidden is not None and version < 2:
+            raise SpecError("head.hidden", "needs version: 2 (version 1 heads have no "
+                                           "hidden layers)")
         if validate:
             spec.resolve()
         return spec
@@ -367,6 +428,3 @@ class ModelSpec:
 
 def _from_plain(data: dict[str, Any]) -> ModelSpec:
     return ModelSpec.from_dict(data, validate=False)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ModelSpec) and self.to_dict() == other.to_dict()

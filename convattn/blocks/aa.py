@@ -37,10 +37,11 @@ from ..position import check_position, create_position, list_positions
 from ..registry import attention_class, create_attention, list_attention, register_block
 from .resnet import BasicResidual, BodyBlock, BottleneckResidual, bottleneck_width
 from .resnet import check_positive_int as _check_int
-from .wide import WideResidual, check_dropout
+from .wide import WIDE_KEYS, WideResidual, check_wide_keys
 
-#: kernel options the ``aa`` block passes through when set (None = kernel default).
-KERNEL_OPTIONS = ("window", "global_tokens", "proj_dim")
+#: kernel options the ``aa`` block passes through when set (None = kernel default);
+#: one the chosen kernel does not take is refused, naming the kernels that take it.
+KERNEL_OPTIONS = ("window", "global_tokens", "proj_dim", "scale", "share_kv")
 
 
 def attention_size(hw: tuple[int, int], stride: int = 1, pool: bool = False) -> tuple[int, int]:
@@ -207,15 +208,19 @@ class AA(BodyBlock):
     bottleneck): a ratio is a request for a share of the channels, and the nearest
     share that splits evenly across heads is what a user means by it. Explicit dk /
     dv are taken as given and must be divisible by ``heads``. ``expansion`` is read
-    by the bottleneck only, ``dropout`` by wide.
+    by the bottleneck only, ``dropout`` by wide; ``bias`` (on the residual's plain
+    convs; the augmented conv always has biases) and ``dropout_kind`` are wide's
+    and refused for the other residuals. Kernel options (``window``,
+    ``global_tokens``, ``proj_dim``, ``scale``, ``share_kv``) go to the kernel.
     """
 
     defaults: dict[str, Any] = {
         "residual": "basic", "kappa": 0.2, "upsilon": 0.2, "heads": 8,
         "attention": "relative", "position": "none", "pool": False, "dk": None, "dv": None,
-        "window": None, "global_tokens": None, "proj_dim": None,
-        "expansion": 4, "dropout": 0.0,
+        "window": None, "global_tokens": None, "proj_dim": None, "scale": None,
+        "share_kv": None, "expansion": 4, "dropout": 0.0, **WIDE_KEYS,
     }
+    added_keys = WIDE_KEYS
     residuals = ("basic", "bottleneck", "wide")
 
     @classmethod
@@ -269,7 +274,12 @@ class AA(BodyBlock):
                 how = "" if cfg[depth] is not None else f" (= round({ratio} * {fout}))"
                 raise ConfigError("heads", f"{heads} does not divide {depth}={value}{how}")
         if cfg["residual"] == "wide":
-            check_dropout(cfg["dropout"])
+            check_wide_keys(cfg)
+        else:
+            for key, default in WIDE_KEYS.items():
+                if cfg[key] != default:
+                    raise ConfigError(key, f"is read by residual 'wide' only (residual is "
+                                           f"{cfg['residual']!r}); leave it out")
         fin = fout if cfg["residual"] == "bottleneck" else in_ch
         check_augmented(fin, fout, 3, stride, dk, dv, heads, cfg["attention"], cfg["position"],
                         cfg["pool"], cfg["input_size"], cls._kernel_cfg(cfg))
@@ -286,6 +296,8 @@ class AA(BodyBlock):
             del out["expansion"]
         if cfg["residual"] != "wide":
             del out["dropout"]
+            for key in WIDE_KEYS:
+                del out[key]
         for key in KERNEL_OPTIONS:
             if out[key] is None:
                 del out[key]
@@ -319,7 +331,8 @@ class AA(BodyBlock):
         elif kind == "bottleneck":
             self.body = BottleneckResidual(in_ch, out_ch, stride, width=fout, conv2=aug)
         else:
-            self.body = WideResidual(in_ch, out_ch, stride, float(c["dropout"]), conv1=aug)
+            self.body = WideResidual(in_ch, out_ch, stride, float(c["dropout"]), conv1=aug,
+                                     bias=c["bias"], dropout_kind=c["dropout_kind"])
 
     @property
     def augmented(self) -> AAConv2d:

@@ -13,12 +13,11 @@ import sys
 from pathlib import Path
 
 import optuna
-import pytest
 
 from nas.study import load_study, packaged_studies
 from search_space.zoo import list_zoo
 
-SAMPLES_PER_STUDY = 3
+SAMPLES_PER_STUDY = 2
 
 
 def nas(*argv: str) -> subprocess.CompletedProcess:
@@ -40,8 +39,6 @@ def check_verbs(specs: list[str], names: list[str]) -> None:
     assert len(tables) == len(specs)
     for r, nodes in zip(rows, tables, strict=True):  # show and build agree per spec
         assert sum(n["params"] for n in nodes) == r["params"], r["name"]
-    text = nas("show", *specs[:2])  # the table form too
-    assert text.returncode == 0 and "Traceback" not in text.stderr, text.stderr[-3000:]
 
 
 def test_every_zoo_entry_builds_and_shows_through_the_cli():
@@ -49,16 +46,15 @@ def test_every_zoo_entry_builds_and_shows_through_the_cli():
     check_verbs([f"zoo:{n}" for n in names], names)
 
 
-@pytest.mark.parametrize("study", packaged_studies())
-def test_specs_sampled_from_each_packaged_study_build_and_show(study, tmp_path: Path):
-    space = load_study(study).space
-    sampler = optuna.samplers.RandomSampler(seed=0)
-    opt = optuna.create_study(sampler=sampler)
+def test_specs_sampled_from_every_packaged_study_build_and_show(tmp_path: Path):
     paths, names = [], []
-    for k in range(SAMPLES_PER_STUDY):
-        spec = space.sample(opt.ask())
-        path = tmp_path / f"sample{k}.yaml"
-        spec.save(path)
-        paths.append(str(path))
-        names.append(spec.name)
+    for study in packaged_studies():
+        space = load_study(study).space
+        opt = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for k in range(SAMPLES_PER_STUDY):
+            spec = space.sample(opt.ask())
+            path = tmp_path / f"{study}-{k}.yaml"
+            spec.save(path)
+            paths.append(str(path))
+            names.append(spec.name)
     check_verbs(paths, names)

@@ -105,8 +105,8 @@ def test_resolved_defaults():
 
 # -- structural errors name the path ------------------------------------------------------
 @pytest.mark.parametrize("change, path, words", [
-    ({"version": 2}, "version", "allowed: 1"),
-    ({"version": True}, "version", "allowed: 1"),
+    ({"version": 3}, "version", "allowed: 1, 2"),
+    ({"version": True}, "version", "allowed: 1, 2"),
     ({"name": ""}, "name", "non-empty"),
     ({"classes": 0}, "classes", "positive int"),
     ({"classes": True}, "classes", "positive int"),
