@@ -106,3 +106,18 @@ class AttentionKernel(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+
+#: kernel knobs that blocks pass through since spec format version 2 (Linformer's
+#: global tokens and ``share_kv``, linear's ``scale``): a block's canonical cfg leaves
+#: them out when unset or at the kernel's default, so specs written before keep
+#: their hash and an explicit default hashes like an absent key.
+LATE_KERNEL_KNOBS: dict[str, tuple[str, ...]] = {"linformer": ("global_tokens", "share_kv"),
+                                                 "linear": ("scale",)}
+
+
+def drop_late_knobs(kernel: type[AttentionKernel], cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` without the late knobs of ``kernel`` that are unset or at its default."""
+    late = LATE_KERNEL_KNOBS.get(kernel.registry_name, ())
+    return {k: v for k, v in cfg.items()
+            if not (k in late and v in (None, kernel.defaults[k]))}

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention.base import merge_heads, split_heads
+from ..attention.base import drop_late_knobs, merge_heads, split_heads
 from ..cost import Cost, conv_macs, out_size
 from ..errors import ConfigError
 from ..position import check_position, create_position, list_positions
@@ -301,7 +301,7 @@ class AA(BodyBlock):
         for key in KERNEL_OPTIONS:
             if out[key] is None:
                 del out[key]
-        return out
+        return drop_late_knobs(attention_class(cfg["attention"]), out)
 
     @classmethod
     def check_size(cls, in_ch: int, out_ch: int, stride: int, cfg: dict[str, Any],

@@ -155,7 +155,9 @@ class ATCBlock(TransformerMapBlock):
     x + ConvFFN(LN(x)). See the module docstring for every choice."""
 
     defaults: dict[str, Any] = {"conv": "dwsep", "heads": 1, "mlp_ratio": 4, "kv_stride": 2,
-                                "embed": "conv", "embed_kernel": None, "attention": "full"}
+                                "embed": "conv", "embed_kernel": None, "attention": "full",
+                                "scale": None}
+    added_keys = {"scale": True}  # canonical_config writes an unset scale as true
 
     @classmethod
     def check(cls, in_ch: int, out_ch: int, stride: int, cfg: dict[str, Any]) -> None:
@@ -179,6 +181,7 @@ class ATCBlock(TransformerMapBlock):
             q_proj=ConvUnit(dim, dim, kind),
             k_proj=ConvUnit(dim, dim, kind, stride=c["kv_stride"]),
             v_proj=ConvUnit(dim, dim, kind, stride=c["kv_stride"]),
-            out_proj=None, kv_stride=c["kv_stride"], input_size=self.kernel_input_size())
+            out_proj=None, kv_stride=c["kv_stride"], input_size=self.kernel_input_size(),
+            scale=c["scale"])
         self.norm2 = LayerNorm2d(dim)
         self.ffn = ConvFFN(dim, int(dim * c["mlp_ratio"]), kind)

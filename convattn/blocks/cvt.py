@@ -14,7 +14,9 @@ The pieces, all map -> map on (B, C, H, W) so that ATC (atc.py) can reuse them:
   map, so CIFAR's last-stage 2x2 grid gets a 1x1 key grid, no reshape trick).
 - ``ConvAttention``: heads split/merged with ``split_heads``/``merge_heads``
   around a registered attention kernel (``full`` or ``linear``: both accept keys
-  on a strided grid), then an output projection.
+  on a strided grid), then an output projection. ``scale`` (``linear`` only; null:
+  the kernel's default, true) is passed to the kernel; ``scale: false`` is the
+  efficient-attention paper's unscaled softmaxes.
 - ``MapLinear``/``LayerNorm2d``: nn.Linear / nn.LayerNorm over the channels of a map.
 
 The ``cvt`` block is one CvT transformer layer on a map: when stride > 1 or
@@ -82,6 +84,12 @@ def check_common(out_ch: int, cfg: dict[str, Any]) -> None:
     if cfg["attention"] not in KERNELS:
         raise ConfigError("attention", f"{cfg['attention']!r}; allowed: {', '.join(KERNELS)} "
                                        "(kernels that take keys on a strided grid)")
+    if cfg["scale"] is not None:
+        if not isinstance(cfg["scale"], bool):
+            raise ConfigError("scale", f"{cfg['scale']!r} is not a bool (true or false)")
+        if cfg["attention"] != "linear":
+            raise ConfigError("scale", f"is read by attention 'linear' only (attention is "
+                                       f"{cfg['attention']!r}); leave it out")
     k = cfg["embed_kernel"]
     if k is not None:
         check_positive_int("embed_kernel", k)
@@ -156,12 +164,14 @@ class ConvAttention(nn.Module):
 
     def __init__(self, dim: int, heads: int, attention: str, q_proj: nn.Module,
                  k_proj: nn.Module, v_proj: nn.Module, out_proj: nn.Module | None,
-                 kv_stride: int, input_size: tuple[int, int] | None = None):
+                 kv_stride: int, input_size: tuple[int, int] | None = None,
+                 scale: bool | None = None):
         super().__init__()
         self.dim, self.heads, self.kv_stride = dim, heads, kv_stride
         self.q_proj, self.k_proj, self.v_proj = q_proj, k_proj, v_proj
+        kernel_cfg = {} if scale is None else {"scale": scale}  # None: the kernel's default
         self.kernel = create_attention(attention, heads=heads, dk=dim, dv=dim,
-                                       input_size=input_size)
+                                       input_size=input_size, **kernel_cfg)
         self.out_proj = out_proj
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -218,8 +228,11 @@ class TransformerMapBlock(Block):
     def canonical_config(cls, in_ch: int, out_ch: int, stride: int,
                          cfg: dict[str, Any]) -> dict[str, Any]:
         """The embedding's kernel written out where there is an embedding, dropped (with
-        ATC's ``embed`` kind) where there is none."""
+        ATC's ``embed`` kind) where there is none; ``scale`` unset written as the
+        kernel's default (true), which ``added_keys`` then leaves out of the hash."""
         out = dict(cfg)
+        if out.get("scale") is None:  # the linear kernel's default; full has no scale
+            out["scale"] = True
         if stride > 1 or in_ch != out_ch:
             if out["embed_kernel"] is None:
                 out["embed_kernel"] = default_embed_kernel(stride)
@@ -254,7 +267,8 @@ class CvTBlock(TransformerMapBlock):
     """One CvT transformer layer on a map (see the module docstring)."""
 
     defaults: dict[str, Any] = {"heads": 1, "mlp_ratio": 4, "kv_stride": 2, "qkv_bias": True,
-                                "attention": "full", "embed_kernel": None}
+                                "attention": "full", "embed_kernel": None, "scale": None}
+    added_keys = {"scale": True}
 
     @classmethod
     def check(cls, in_ch: int, out_ch: int, stride: int, cfg: dict[str, Any]) -> None:
@@ -274,7 +288,7 @@ class CvTBlock(TransformerMapBlock):
             k_proj=ConvProjection(dim, c["kv_stride"], c["qkv_bias"]),
             v_proj=ConvProjection(dim, c["kv_stride"], c["qkv_bias"]),
             out_proj=MapLinear(dim, dim), kv_stride=c["kv_stride"],
-            input_size=self.kernel_input_size())
+            input_size=self.kernel_input_size(), scale=c["scale"])
         self.norm2 = LayerNorm2d(dim)
         self.ffn = Mlp(dim, int(dim * c["mlp_ratio"]))
         trunc_normal_linears(self)

@@ -38,9 +38,17 @@ code, so these are the choices made here:
   size, so the token grid is ceil(H/2) x ceil(W/2) (no pixel is dropped).
 - No position encoding: ViL's absolute/relative ones are not part of the EAA
   description; the conv branch and the zero padding give position cues.
-- ``window``/``global_tokens`` go to the local kernel, ``proj_dim`` to Linformer;
-  a kernel that does not take a knob ignores it, so a search space can share
-  the knobs across kernels.
+- ``window`` goes to the local kernel, ``proj_dim`` and ``share_kv`` to
+  Linformer, ``global_tokens`` to both (null: the kernel's default, 1 for local
+  as ViL, 0 for Linformer as before Linformer had global tokens; ViL's Linformer
+  runs with its one global token: ``global_tokens: 1``), ``scale`` to linear; a
+  kernel that does not take a knob ignores it, so a search space can share the
+  knobs across kernels. Knobs a kernel gained later (Linformer's global tokens,
+  ``share_kv``, ``scale``) leave the hash unchanged at the kernel's default.
+- ``ln_eps``: E's LayerNorm epsilon, 1e-5 (PyTorch's default) unless given.
+  Vision Longformer builds its LayerNorms with eps 1e-6; set ``ln_eps: 1.0e-6``
+  for that (the default stays 1e-5 so existing EAA specs build the networks
+  they always built).
 
 Cost counts the convs, linears and the kernel's own cost (norms, GELU and the
 upsampling copy are not counted, as in torch's FlopCounterMode).
@@ -55,7 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention.base import merge_heads, split_heads
+from ..attention.base import drop_late_knobs, merge_heads, split_heads
 from ..base import Block
 from ..cost import Cost, conv_macs
 from ..errors import ConfigError, MapSizeError
@@ -64,7 +72,8 @@ from ..registry import attention_class, create_attention, create_block, register
 MODES = ("concat", "replace")
 KERNELS = ("local", "linformer", "linear", "full")
 # Kernel knobs this block forwards to the kernels that accept them.
-KERNEL_KEYS = ("window", "global_tokens", "proj_dim")
+KERNEL_KEYS = ("window", "global_tokens", "proj_dim", "scale", "share_kv")
+LN_EPS = 1e-5
 
 
 def _is_int(value: Any) -> bool:
@@ -97,20 +106,20 @@ class EfficientViT(nn.Module):
 
     def __init__(self, in_ch: int, dim: int, heads: int, mlp_ratio: float, patch: int,
                  stride: int, attention: str, kernel_cfg: dict[str, Any],
-                 grid: tuple[int, int] | None):
+                 grid: tuple[int, int] | None, ln_eps: float = LN_EPS):
         super().__init__()
         kernel, step, pad = _embed_geometry(patch, stride)
         self.patch, self.stride, self.heads, self.dim = patch, stride, heads, dim
         self.hidden = max(1, round(dim * mlp_ratio))
         self.embed = nn.Conv2d(in_ch, dim, kernel, step, pad)   # bias, as ViL's PatchEmbed
-        self.norm0 = nn.LayerNorm(dim)
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm0 = nn.LayerNorm(dim, eps=ln_eps)
+        self.norm1 = nn.LayerNorm(dim, eps=ln_eps)
         self.qkv = nn.Linear(dim, 3 * dim)
         # dk = dv = dim: ViL's attention keeps the width; the kernel sees (He, We) maps.
         self.kernel = create_attention(attention, heads=heads, dk=dim, dv=dim,
                                        input_size=grid, **kernel_cfg)
         self.proj = nn.Linear(dim, dim)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim, eps=ln_eps)
         self.mlp = nn.Sequential(nn.Linear(dim, self.hidden), nn.GELU(),
                                  nn.Linear(self.hidden, dim))
         for m in self.modules():
@@ -157,8 +166,10 @@ class EAABlock(Block):
 
     defaults = {
         "mode": "concat", "patch": 1, "attention": "local", "heads": 4, "dim": None,
-        "mlp_ratio": 4, "window": 7, "global_tokens": 1, "proj_dim": 256,
+        "mlp_ratio": 4, "window": 7, "global_tokens": None, "proj_dim": 256, "scale": None,
+        "share_kv": None, "ln_eps": LN_EPS,
     }
+    added_keys = {"ln_eps": LN_EPS}
     strides = (1, 2)
 
     # -- validation ------------------------------------------------------------
@@ -176,15 +187,20 @@ class EAABlock(Block):
                        cfg: dict[str, Any]) -> dict[str, Any]:
         merged = super().resolve_config(in_ch, out_ch, stride, cfg)
         merged["dim"] = cls.resolved_dim(out_ch, merged)   # so equal networks resolve alike
+        if merged["global_tokens"] is None:  # the kernel's own default
+            merged["global_tokens"] = attention_class(merged["attention"]).defaults.get(
+                "global_tokens")
         return merged
 
     @classmethod
     def canonical_config(cls, in_ch: int, out_ch: int, stride: int,
                          cfg: dict[str, Any]) -> dict[str, Any]:
         """Kernel knobs kept only for the kernel that reads them (a shared search-space
-        knob such as ``window`` does not change a Linformer block)."""
-        accepted = attention_class(cfg["attention"]).defaults
-        return {k: v for k, v in cfg.items() if k not in KERNEL_KEYS or k in accepted}
+        knob such as ``window`` does not change a Linformer block), and knobs the kernel
+        gained later only away from the kernel's default."""
+        kernel = attention_class(cfg["attention"])
+        return drop_late_knobs(kernel, {k: v for k, v in cfg.items()
+                                        if k not in KERNEL_KEYS or k in kernel.defaults})
 
     @classmethod
     def check(cls, in_ch: int, out_ch: int, stride: int, cfg: dict[str, Any]) -> None:
@@ -202,8 +218,18 @@ class EAABlock(Block):
         for key in ("heads", "window", "proj_dim"):
             if not _is_int(cfg[key]) or cfg[key] < 1:
                 raise ConfigError(key, f"{cfg[key]!r} is not a positive int")
-        if not _is_int(cfg["global_tokens"]) or cfg["global_tokens"] < 0:
-            raise ConfigError("global_tokens", f"{cfg['global_tokens']!r} is not an int >= 0")
+        glo = cfg["global_tokens"]
+        if glo is not None and (not _is_int(glo) or glo < 0):
+            raise ConfigError("global_tokens", f"{glo!r} is not an int >= 0 (or null for "
+                                               "the kernel's default)")
+        for key in ("scale", "share_kv"):
+            if cfg[key] is not None and not isinstance(cfg[key], bool):
+                raise ConfigError(key, f"{cfg[key]!r} is not a bool (or null for the "
+                                       "kernel's default)")
+        eps = cfg["ln_eps"]
+        if (not isinstance(eps, (int, float)) or isinstance(eps, bool)
+                or not math.isfinite(eps) or not 0 < eps < 1):
+            raise ConfigError("ln_eps", f"{eps!r} is not a number in (0, 1)")
         if cfg["dim"] is not None and (not _is_int(cfg["dim"]) or cfg["dim"] < 1):
             raise ConfigError("dim", f"{cfg['dim']!r} is not a positive int (or null for the "
                                      "default)")
@@ -226,11 +252,13 @@ class EAABlock(Block):
         c = self.cfg
         self.mode, self.patch, self.dim = c["mode"], c["patch"], c["dim"]
         kernel_cls = attention_class(c["attention"])
-        kernel_cfg = {k: c[k] for k in KERNEL_KEYS if k in kernel_cls.defaults}
+        kernel_cfg = {k: c[k] for k in KERNEL_KEYS
+                      if k in kernel_cls.defaults and c[k] is not None}
         grid = None if self.input_size is None else token_grid(self.patch, stride,
                                                                *self.input_size)
         self.evit = EfficientViT(in_ch, self.dim, c["heads"], c["mlp_ratio"], self.patch,
-                                 stride, c["attention"], kernel_cfg, grid)
+                                 stride, c["attention"], kernel_cfg, grid,
+                                 float(c["ln_eps"]))
         cat_ch = self.dim
         if self.mode == "concat":
             self.residual = create_block("basic", in_ch, out_ch, stride,

@@ -146,6 +146,6 @@ def test_errors_name_the_key():
     with pytest.raises(ConfigError) as err:
         create_block("wide", 8, 8, 3)
     assert err.value.field == "stride"
-    allowed = sorted(["dropout", "input_size"])
+    allowed = sorted(["bias", "dropout", "dropout_kind", "input_size"])
     with pytest.raises(ConfigError, match=", ".join(allowed)):
         create_block("wide", 8, 8, drop=0.1)

@@ -124,3 +124,32 @@ def test_bias_and_channel_dropout_build_what_they_say():
     out = drop(torch.ones(4, 64, 3, 3))
     per_map = (out == 0).flatten(2).float().mean(-1)
     assert set(per_map.unique().tolist()) <= {0.0, 1.0} and per_map.sum() > 0
+
+
+KNOB_BLOCKS = {  # block -> (new knobs at the kernel's default, the same knobs changed)
+    "eaa": ({"type": "eaa", "attention": "linformer", "heads": 2, "proj_dim": 4},
+            {"global_tokens": 0, "share_kv": True, "ln_eps": 1e-5, "scale": True},
+            [{"global_tokens": 1}, {"share_kv": False}, {"ln_eps": 1e-6}]),
+    "aa": ({"type": "aa", "attention": "linear", "heads": 2},
+           {"scale": True}, [{"scale": False}]),
+    "aa-linformer": ({"type": "aa", "attention": "linformer", "heads": 2, "proj_dim": 4},
+                     {"global_tokens": 0, "share_kv": True},
+                     [{"global_tokens": 1}, {"share_kv": False}]),
+    "cvt": ({"type": "cvt", "attention": "linear", "heads": 2}, {"scale": True},
+            [{"scale": False}]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KNOB_BLOCKS))
+def test_new_kernel_knobs_hash_like_their_absence_at_the_default(name):
+    block, defaults, changes = KNOB_BLOCKS[name]
+
+    def spec(extra: dict):
+        d = doc()
+        d["stages"][0]["blocks"][0] = {**block, **extra}
+        return load_spec(d)
+
+    absent = spec({})
+    assert spec(defaults).hash() == absent.hash()
+    for change in changes:
+        assert spec(change).hash() != absent.hash(), change
