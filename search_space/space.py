@@ -65,7 +65,7 @@ from . import fields as f
 from .choices import Choice, Combo, assign, parse_choice, parse_choices, pick
 from .errors import SpecError
 from .feasible import STAGE_KEYS, Ctx, Feasibility, StageSpace, down
-from .spec import SPEC_VERSION, BlockSpec, HeadSpec, InputSpec, ModelSpec, StageSpec, StemSpec
+from .spec import SPEC_VERSIONS, BlockSpec, HeadSpec, InputSpec, ModelSpec, StageSpec, StemSpec
 
 #: at most this many knob combinations per block type (they are enumerated).
 MAX_COMBOS = 20_000
@@ -137,10 +137,11 @@ class SearchSpace:
     def _parse(self, data: Mapping[str, Any], path: str) -> None:
         f.check_keys(data, path, ["input", "classes", "stem", "stages"],
                      ["version", "name", "knobs", "head"])
-        if "version" in data and (data["version"] != SPEC_VERSION
-                                  or not f.is_int(data["version"])):
+        if "version" in data and (not f.is_int(data["version"])
+                                  or data["version"] not in SPEC_VERSIONS):
             raise SpecError(f.join(path, "version"), f"{data['version']!r} is not supported; "
-                                                     f"allowed: {SPEC_VERSION}")
+                                                     f"allowed: "
+                                                     f"{', '.join(map(str, SPEC_VERSIONS))}")
         self.name = data.get("name", "sampled")
         if not isinstance(self.name, str) or not self.name:
             raise SpecError(f.join(path, "name"), f"{self.name!r} is not a non-empty string")

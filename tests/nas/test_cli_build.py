@@ -103,7 +103,7 @@ def test_zoo_name_works_as_spec(capsys):
 @pytest.mark.parametrize("content, words", [
     (None, "no such spec file"),
     ("version: 1\nname: [oops\n", "invalid YAML"),
-    (yaml.safe_dump({**SPEC, "version": 2}), "version: 2 is not supported"),
+    (yaml.safe_dump({**SPEC, "version": 3}), "version: 3 is not supported"),
     (yaml.safe_dump({**SPEC, "stages": [{"channels": 8, "blocks": [
         {"type": "aa", "dk": 4, "dv": 4, "heads": 3}]}]}),
      "stages[0].blocks[0].heads: 3 does not divide"),

@@ -16,6 +16,7 @@ import yaml
 
 import convattn
 from search_space import ModelSpec, SearchSpace, SpecError
+from search_space.spec import SPEC_VERSION
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
@@ -241,8 +242,8 @@ def all_valid_specs(d: dict[str, Any]) -> set[str]:
              for v in itertools.product(*(options(x) for x in d["stem"].values()))]
     for stem in stems:
         for stages in itertools.product(*(list(stage_docs(s)) for s in d["stages"])):
-            doc = {"version": 1, "name": "x", "input": d["input"], "classes": d["classes"],
-                   "stem": stem, "stages": list(stages)}
+            doc = {"version": SPEC_VERSION, "name": "x", "input": d["input"],
+                   "classes": d["classes"], "stem": stem, "stages": list(stages)}
             try:
                 ModelSpec.from_dict(doc)
             except SpecError:
@@ -326,7 +327,7 @@ def test_size_counts_head_choices_and_depth():
 # -- parsing errors ---------------------------------------------------------------------------
 @pytest.mark.parametrize("change, path, words", [
     ({"colour": 1}, "space.colour", "unknown key"),
-    ({"version": 2}, "space.version", "allowed: 1"),
+    ({"version": 3}, "space.version", "allowed: 1, 2"),
     ({"stem": {"kind": ["conv", "none"], "channels": 8}}, "space.stem.kind", "must be fixed"),
     ({"stem": {"channels": [8, 0]}}, "space.stem.channels[1]", "positive int"),
     ({"stem": {"channels": [8, 8]}}, "space.stem.channels[1]", "duplicate choice"),
