@@ -37,7 +37,7 @@ from ..position import check_position, create_position, list_positions
 from ..registry import attention_class, create_attention, list_attention, register_block
 from .resnet import BasicResidual, BodyBlock, BottleneckResidual, bottleneck_width
 from .resnet import check_positive_int as _check_int
-from .wide import WIDE_KEYS, WideResidual, check_wide_keys
+from .wide import WIDE_KEYS, WideResidual, canonical_dropout, check_wide_keys
 
 #: kernel options the ``aa`` block passes through when set (None = kernel default);
 #: one the chosen kernel does not take is refused, naming the kernels that take it.
@@ -298,6 +298,8 @@ class AA(BodyBlock):
             del out["dropout"]
             for key in WIDE_KEYS:
                 del out[key]
+        else:
+            out = canonical_dropout(out)
         for key in KERNEL_OPTIONS:
             if out[key] is None:
                 del out[key]

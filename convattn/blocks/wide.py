@@ -78,6 +78,11 @@ def check_wide_keys(cfg: dict[str, Any]) -> None:
                                           f"{', '.join(DROPOUTS)}")
 
 
+def canonical_dropout(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Without dropout its kind builds nothing: written as the default kind."""
+    return {**cfg, "dropout_kind": "element"} if not cfg["dropout"] else dict(cfg)
+
+
 @register_block("wide")
 class Wide(BodyBlock):
     """Pre-activation Wide-ResNet block; cfg ``dropout`` (of ``dropout_kind``) between
@@ -89,6 +94,11 @@ class Wide(BodyBlock):
     @classmethod
     def check(cls, in_ch: int, out_ch: int, stride: int, cfg: dict[str, Any]) -> None:
         check_wide_keys(cfg)
+
+    @classmethod
+    def canonical_config(cls, in_ch: int, out_ch: int, stride: int,
+                         cfg: dict[str, Any]) -> dict[str, Any]:
+        return canonical_dropout(cfg)
 
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1, **cfg: Any):
         super().__init__(in_ch, out_ch, stride, **cfg)

@@ -65,6 +65,9 @@ def test_new_keys_at_their_default_are_the_version_1_network():
             == sum(p.numel() for p in explicit.build().parameters()))
     assert load_spec(doc(block={"bias": True})).hash() != v1.hash()
     assert load_spec(doc(block={"dropout_kind": "channel"})).hash() != v1.hash()
+    no_drop = load_spec(doc(block={"dropout": 0.0}))  # without dropout its kind is moot
+    assert load_spec(doc(block={"dropout": 0.0, "dropout_kind": "channel"})).hash() \
+        == no_drop.hash()
 
 
 def test_hidden_layers_params_and_macs_are_counted():
