@@ -110,9 +110,9 @@ def test_eaa_knobs_ln_eps_share_kv_scale_and_linformer_global_tokens():
     common = {"heads": 2, "dim": 8, "input_size": (4, 4)}
     block = create_block("eaa", 8, 8, **common)
     eps = [m.eps for m in block.modules() if isinstance(m, torch.nn.LayerNorm)]
-    assert eps == [1e-5] * 3  # the default builds what EAA specs always built
-    vil = create_block("eaa", 8, 8, ln_eps=1e-6, **common)
-    assert [m.eps for m in vil.modules() if isinstance(m, torch.nn.LayerNorm)] == [1e-6] * 3
+    assert eps == [1e-6] * 3  # the default is Vision Longformer's
+    old = create_block("eaa", 8, 8, ln_eps=1e-5, **common)
+    assert [m.eps for m in old.modules() if isinstance(m, torch.nn.LayerNorm)] == [1e-5] * 3
     for bad in (0, -1e-6, 2.0, "1e-6", True):
         with pytest.raises(ConfigError) as err:
             create_block("eaa", 8, 8, ln_eps=bad, **common)

@@ -131,8 +131,8 @@ def test_bias_and_channel_dropout_build_what_they_say():
 
 KNOB_BLOCKS = {  # block -> (new knobs at the kernel's default, the same knobs changed)
     "eaa": ({"type": "eaa", "attention": "linformer", "heads": 2, "proj_dim": 4},
-            {"global_tokens": 0, "share_kv": True, "ln_eps": 1e-5, "scale": True},
-            [{"global_tokens": 1}, {"share_kv": False}, {"ln_eps": 1e-6}]),
+            {"global_tokens": 0, "share_kv": True, "ln_eps": 1e-6, "scale": True},
+            [{"global_tokens": 1}, {"share_kv": False}, {"ln_eps": 1e-5}]),
     "aa": ({"type": "aa", "attention": "linear", "heads": 2},
            {"scale": True}, [{"scale": False}]),
     "aa-linformer": ({"type": "aa", "attention": "linformer", "heads": 2, "proj_dim": 4},
