@@ -140,6 +140,12 @@ class RunDir:
         """The Optuna storage URL: run.json's, or the run's own SQLite file."""
         return self.meta().get("storage") or f"sqlite:///{self / OPTUNA_DB}"
 
+    def reader_storage(self) -> Any:
+        """The Optuna storage opened for reading only (works without write access)."""
+        from .storage import open_read_only
+
+        return open_read_only(self.storage_url())
+
     def start_session(self) -> int:
         """Record a new driver session (0 = the first run); returns its index."""
         meta = self.meta()
@@ -192,6 +198,23 @@ class RunDir:
             raise UserError(f"{self.path} is in use by another `nas search` "
                             f"(pid {other}); wait for it or stop it first") from None
         self._lock_fd = fd
+
+    def lock_held(self) -> bool:
+        """Does a driver hold the run's lock now? Read-only: opens ``.lock`` for reading
+        only (so it works in a run directory nobody may write to) and tries a shared
+        lock, which conflicts with a driver's exclusive one."""
+        try:
+            fd = os.open(self / LOCK, os.O_RDONLY)
+        except OSError:  # no lock file: no driver ever ran here
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         if self._lock_fd is not None:

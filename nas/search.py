@@ -35,9 +35,13 @@ from typing import Any, TextIO
 from .budget import Budget, parse_budget
 from .errors import UserError
 from .ledger import Ledger
+from .reaper import start_reaper, stop_reaper
 from .rundir import RunDir, default_run_dir, descendants, process_start
 from .states import counts, front_trials
 from .study import Study, load_study
+
+#: the largest seed NumPy and Optuna's samplers accept.
+SEED_MAX = 2**32 - 1
 
 
 @dataclass
@@ -56,6 +60,7 @@ class SearchSummary:
     ledger_entries: int
     stop_reason: str | None = None
     interrupted_recovered: int = 0
+    driver: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,12 +90,13 @@ def run_search(study: Study | str | Path | dict | None = None, run_dir: str | Pa
         run = RunDir.open(resume)
         meta = run.meta()
         study_obj = load_study(run.study_dict())
-        if storage is not None:
-            run.update_meta(storage=storage)
     else:
         study_obj = load_study(study)
         meta = None
+    # Everything is checked BEFORE anything is written: a refused start leaves no run
+    # directory behind (and a refused resume leaves the saved run as it was).
     seed = _pick(seed, meta and meta.get("seed"), study_obj.sampler.seed)
+    _check_seed(seed, study_obj)
     budget_text = _pick(budget, meta and meta.get("budget"), study_obj.budget)
     if budget_text is None:
         raise UserError("no budget: pass --budget (e.g. --budget 20gpumin) or set "
@@ -100,14 +106,19 @@ def run_search(study: Study | str | Path | dict | None = None, run_dir: str | Pa
     except UserError as err:
         raise UserError(f"--budget: {err}") from None
     conc = concurrency if concurrency is not None else study_obj.resources.concurrency
-    if conc < 1:
-        raise UserError(f"--concurrency: {conc} is not a positive int")
+    if not isinstance(conc, int) or isinstance(conc, bool) or conc < 1:
+        raise UserError(f"--concurrency: {conc!r} is not a positive integer")
+    notes: list[str] = []
+    if resume is not None and budget is not None:
+        notes += _check_new_total(run, bud, meta)
 
     if resume is None:
         path = Path(run_dir) if run_dir is not None else default_run_dir(study_obj.name)
         optuna_name = study_obj.name if storage is None else f"{study_obj.name}-{path.name}"
         run = RunDir.create(path, study_obj.to_dict(), optuna_study=optuna_name,
                             storage=storage, seed=seed, budget=bud.text)
+    elif storage is not None:
+        run.update_meta(storage=storage)
     run.acquire()
     try:
         run.reap_stale_ray()
@@ -115,9 +126,37 @@ def run_search(study: Study | str | Path | dict | None = None, run_dir: str | Pa
             run.update_meta(budget=bud.text, seed=seed)
         return _run_session(run, study_obj, bud, seed=seed, concurrency=conc,
                             address=address, with_baselines=with_baselines,
-                            data_dir=data_dir, progress=progress)
+                            data_dir=data_dir, progress=progress, notes=notes)
     finally:
         run.release()
+
+
+def _check_seed(seed: Any, study: Study) -> None:
+    """A seed the samplers and NumPy accept, and a sampler the study's options build."""
+    from .searcher import make_sampler
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise UserError(f"--seed: {seed!r} is not a seed (an integer from 0 to 2**32-1)")
+    try:
+        make_sampler(study.sampler.name, seed, study.sampler.options)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"study.sampler.options: {err}") from None
+
+
+def _check_new_total(run: RunDir, new: Budget, meta: dict[str, Any]) -> list[str]:
+    """``--resume RUN --budget X``: X is the run's new TOTAL. Refuse one that the run has
+    already spent (it would run nothing and silently replace the saved budget)."""
+    saved = meta.get("budget")
+    if saved is not None and parse_budget(saved).text == new.text:
+        return []
+    spent = spent_by_kind(run)[new.kind]
+    if spent >= new.limit:
+        raise UserError(
+            f"--budget {new.text}: a budget is the run's total, and this run has already "
+            f"spent {spent / new.per_unit:.4g} {new.unit} (saved budget: {saved}); pass a "
+            f"larger total, or resume without --budget to keep {saved}")
+    return [f"budget: the total is now {new.text} (was {saved}); "
+            f"{spent / new.per_unit:.4g} {new.unit} already spent"]
 
 
 def open_storage(url: str):
@@ -154,7 +193,8 @@ def _pick(*options: Any) -> Any:
 
 def _run_session(run: RunDir, study: Study, budget: Budget, *, seed: int,
                  concurrency: int, address: str | None, with_baselines: bool,
-                 data_dir: str | None, progress: TextIO | bool | None) -> SearchSummary:
+                 data_dir: str | None, progress: TextIO | bool | None,
+                 notes: list[str] | None = None) -> SearchSummary:
     import optuna
 
     from .progress import Progress
@@ -164,7 +204,8 @@ def _run_session(run: RunDir, study: Study, budget: Budget, *, seed: int,
     session = run.start_session()
     meta = run.meta()
     try:
-        sampler = make_sampler(study.sampler.name, seed + session, study.sampler.options)
+        sampler = make_sampler(study.sampler.name, (seed + session) % (SEED_MAX + 1),
+                               study.sampler.options)
     except (TypeError, ValueError) as err:
         raise UserError(f"study.sampler.options: {err}") from None
     try:
@@ -194,6 +235,9 @@ def _run_session(run: RunDir, study: Study, budget: Budget, *, seed: int,
     if progress is not False:
         display = Progress(budget, study.primary.metric,
                            stream=progress if progress not in (None, True) else None)
+        display.message(f"run directory {run.path}  (watch it: nas status {run.path})")
+        for note in [*(notes or []), *budget_notes(budget, study)]:
+            display.message(note)
         if recovered:
             display.message(f"resumed {run.path}: {recovered} interrupted trial(s) marked "
                             "failed and enqueued again")
@@ -201,6 +245,7 @@ def _run_session(run: RunDir, study: Study, budget: Budget, *, seed: int,
     if nothing_to_do:  # e.g. a resume whose budget is already spent: no Ray needed
         searcher.stop_reason = "budget"
     started_ray = False if nothing_to_do else _start_ray(address)
+    reaper = start_reaper() if started_ray and not address else None
     try:
         if not nothing_to_do:
             _record_driver(run, session)
@@ -209,6 +254,8 @@ def _run_session(run: RunDir, study: Study, budget: Budget, *, seed: int,
     finally:
         searcher.close_session()
         run.tick(session, searcher.session_start)
+        run.update_meta(last_stop={"reason": searcher.stop_reason or "interrupted",
+                                   "why": searcher.stop_detail, "time": time.time()})
         if display is not None:
             display.update(searcher.snapshot(), force=True)
             display.close()
@@ -216,12 +263,29 @@ def _run_session(run: RunDir, study: Study, budget: Budget, *, seed: int,
             import ray
 
             ray.shutdown()
+        stop_reaper(reaper)
     if searcher.fatal:
         raise UserError(searcher.fatal)
     summary = summarize(run)
     summary.stop_reason = searcher.stop_reason or "interrupted"
     summary.interrupted_recovered = recovered
+    if searcher.stop_detail:
+        summary.extra["why"] = searcher.stop_detail
     return summary
+
+
+def budget_notes(budget: Budget, study: Study) -> list[str]:
+    """What a user should know about how the budget is counted (search start, dry-run)."""
+    notes = []
+    if budget.kind == "device" and study.resources.gpus_per_trial == 0:
+        notes.append(f"budget: {budget.text} of device time; trials here run on CPUs "
+                     "(gpus_per_trial 0), so each counts as one device: device hours are "
+                     "CPU-worker hours")
+    if budget.kind != "trials":
+        notes.append("budget: a trial starts only if the budget left pays for its expected "
+                     "(median) cost, and started trials always finish, so a run may end "
+                     "over budget by what its last trials cost beyond that estimate")
+    return notes
 
 
 def _fit(run: RunDir, study: Study, searcher: Any, *, session: int, concurrency: int,
@@ -302,6 +366,10 @@ def _start_ray(address: str | None) -> bool:
     if address:
         ray.init(address=address, **kwargs)
     else:
+        # Ray enables token authentication for a new local cluster by default and warns
+        # about it at every start unless the mode is set; set it to that same default
+        # (unless the user chose one) so that the warning, noise here, goes.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
         ray.init(num_cpus=len(os.sched_getaffinity(0)), **kwargs)
     return True
 
@@ -351,16 +419,13 @@ def summarize(run: RunDir | str | Path) -> SearchSummary:
     study = load_study(run.study_dict())
     try:
         ostudy = optuna.load_study(study_name=meta["optuna_study"],
-                                   storage=run.storage_url())
+                                   storage=run.reader_storage())
         trials = ostudy.get_trials(deepcopy=False)
     except KeyError:
         trials = []
     ledger = Ledger(run.ledger_path)
     budget = parse_budget(meta["budget"])
-    told = sum(1 for t in trials if t.state.is_finished()
-               and t.user_attrs.get("status") != "interrupted")
-    spent = {"device": ledger.spent_device_s(), "wall": run.wall_spent(),
-             "trials": float(told)}[budget.kind]
+    spent = _spent(run, ledger, trials)[budget.kind]
     front = front_trials(trials, [o.direction for o in study.objectives])
     best = None
     if front:
@@ -373,12 +438,62 @@ def summarize(run: RunDir | str | Path) -> SearchSummary:
     c = counts(trials)
     c["interrupted"] = sum(1 for t in trials if t.user_attrs.get("status") == "interrupted")
     c["baseline"] = sum(1 for t in trials if t.user_attrs.get("kind") == "baseline")
+    driver = driver_state(run, meta, running=c["running"])
+    if driver["state"] != "running" and c["running"]:
+        # Nobody runs them any more: the next resume fails and re-runs them.
+        driver["interrupted"] = c["running"]
+        c["failed"] += c["running"]
+        c["interrupted"] += c["running"]
+        c["running"] = 0
     return SearchSummary(
         run_dir=str(run.path), study=study.name, optuna_study=meta["optuna_study"],
         storage=_hide_password(run.storage_url()), counts=c,
         budget={**budget.to_dict(spent), "device_s": ledger.spent_device_s()},
         best=best, front_size=len(front), sessions=len(meta.get("sessions", [])),
-        ledger_entries=len(ledger))
+        ledger_entries=len(ledger), driver=driver)
+
+
+def driver_state(run: RunDir, meta: dict[str, Any], running: int = 0) -> dict[str, Any]:
+    """Whether a driver runs the search now ("running"), ended ("stopped": its last
+    session ended in ``last_stop``) or died without ending it ("gone": ``kill -9``, a
+    crash, a reboot). The run's lock says it (the kernel drops it when the driver dies);
+    ``driver.json`` says who. Runs from before ``last_stop`` was kept count as gone
+    only when Optuna still has trials running."""
+    info = run.driver()
+    out: dict[str, Any] = {k: info[k] for k in ("pid", "host", "session") if k in info}
+    if run.lock_held():
+        out["state"] = "running"
+        return out
+    sessions = meta.get("sessions", [])
+    last = meta.get("last_stop") or {}
+    if "last_stop" in meta:
+        ended = not sessions or last.get("time", 0) >= sessions[-1].get("started", 0)
+    else:
+        ended = not running
+    out["state"] = "stopped" if ended else "gone"
+    if out["state"] == "gone":
+        out["resume"] = f"nas search --resume {run.path}"
+    return out
+
+
+def _spent(run: RunDir, ledger: Ledger, trials: list[Any]) -> dict[str, float]:
+    """What the run has spent, in base units of each budget kind (seconds, trials)."""
+    told = sum(1 for t in trials if t.state.is_finished()
+               and t.user_attrs.get("status") != "interrupted")
+    return {"device": ledger.spent_device_s(), "wall": run.wall_spent(),
+            "trials": float(told)}
+
+
+def spent_by_kind(run: RunDir) -> dict[str, float]:
+    """:func:`_spent` of a run directory, read without writing anything."""
+    import optuna
+
+    try:
+        trials = optuna.load_study(study_name=run.meta()["optuna_study"],
+                                   storage=run.reader_storage()).get_trials(deepcopy=False)
+    except KeyError:  # no trial told yet
+        trials = []
+    return _spent(run, Ledger(run.ledger_path), trials)
 
 
 def _hide_password(url: str) -> str:

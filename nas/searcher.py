@@ -46,6 +46,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from .budget import Budget, admit, expected_cost
+from .hopeless import hopeless
 from .ledger import Ledger, LedgerEntry
 from .rundir import RunDir
 from .states import Front
@@ -61,7 +62,7 @@ RANDOM_AFTER_DUPLICATES = 10
 #: statuses that mean the candidate was trained (its cost predicts a trained trial's).
 TRAINED = ("ok", "stopped", "diverged")
 #: user attributes a duplicate copies from the trial that evaluated its architecture.
-_COPIED = ("metrics", "violations", "epochs_done", "placeholders", "spec", "curve")
+_COPIED = ("metrics", "violations", "epochs_done", "placeholders", "spec", "curve", "kind")
 
 
 @dataclass
@@ -122,6 +123,7 @@ class NasSearcher(Searcher):
         self.single = len(study.objectives) == 1
         self.stop_reason: str | None = None
         self.fatal: str | None = None  # a study error a worker met (nas.trainable)
+        self.stop_detail: str | None = None  # why, when stop_reason alone does not say
         self.asha_stopped: set[str] = set()  # Ray trial ids ASHA stopped (nas.asha)
         self._live: dict[str, _Live] = {}
         self._running_hashes: dict[str, str] = {}  # hash -> Ray trial id
@@ -228,6 +230,10 @@ class NasSearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.stop_reason is not None:
+            return Searcher.FINISHED
+        why = hopeless(self._records.values(), self.study.constraints)
+        if why is not None:
+            self.stop_reason, self.stop_detail = "constraints", why
             return Searcher.FINISHED
         for streak in range(MAX_DUPLICATE_STREAK):
             if streak and streak % RANDOM_AFTER_DUPLICATES == 0:

@@ -384,7 +384,7 @@ def _parse_constraints(raw: Any, p: str) -> dict[str, float]:
 
 
 def _parse_sampler(raw: Any, p: str) -> SamplerConfig:
-    values = _section(raw, p, {"name": _choice(SAMPLERS), "seed": _nonneg_int},
+    values = _section(raw, p, {"name": _choice(SAMPLERS), "seed": _seed},
                       extra=("options",))
     options = raw.get("options", {}) if isinstance(raw, dict) else {}
     _mapping(options, f"{p}.options")
@@ -549,6 +549,13 @@ def _pos_int(v: Any, p: str) -> int:
     if not _is_int(v) or v < 1:
         raise UserError(f"{p}: {v!r} is not a positive int")
     return int(v)
+
+
+def _seed(v: Any, p: str) -> int:
+    """What NumPy and Optuna's samplers accept: an int in 0..2**32-1."""
+    if not _is_int(v) or not 0 <= v <= 2**32 - 1:
+        raise UserError(f"{p}: {v!r} is not a seed (an integer from 0 to 2**32-1)")
+    return v
 
 
 def _nonneg_int(v: Any, p: str) -> int:

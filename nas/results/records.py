@@ -134,7 +134,7 @@ def open_run(path: str | Path) -> RunResults:
     study = load_study(run.study_dict())
     name = run.meta()["optuna_study"]
     try:
-        ostudy = optuna.load_study(study_name=name, storage=run.storage_url())
+        ostudy = optuna.load_study(study_name=name, storage=run.reader_storage())
     except KeyError:
         raise UserError(f"{run.path}: the Optuna study {name!r} has no trials yet; run "
                         "`nas search` first") from None
