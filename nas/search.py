@@ -367,11 +367,19 @@ def _start_ray(address: str | None) -> bool:
         ray.init(address=address, **kwargs)
     else:
         # Ray enables token authentication for a new local cluster by default and warns
-        # about it at every start unless the mode is set; set it to that same default
-        # (unless the user chose one) so that the warning, noise here, goes.
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        # about it at every start: noise for a cluster this driver starts for itself.
+        # The warning is filtered out (authentication stays as Ray sets it up; setting
+        # RAY_AUTH_MODE=token instead skips Ray's token creation and the start hangs).
+        logging.getLogger(_RAY_AUTH_LOGGER).addFilter(_drop_token_notice)
         ray.init(num_cpus=len(os.sched_getaffinity(0)), **kwargs)
     return True
+
+
+_RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def _drop_token_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Token authentication is enabled")
 
 
 def _record_driver(run: RunDir, session: int) -> None:
