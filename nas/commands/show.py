@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from search_space import load_spec
-    from search_space.summary import node_rows
+    from search_space.summary import node_rows, width_notes
 
     spec = load_spec(args.spec)
     rows = node_rows(spec)
@@ -38,4 +38,6 @@ def run(args: argparse.Namespace) -> int:
         print("  ".join(cells).rstrip())
         if n == 0 or n == len(table) - 2:
             print("  ".join("-" * w for w in widths))
+    for note in width_notes(spec):
+        print(f"note: {note}")
     return 0
