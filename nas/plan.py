@@ -281,6 +281,8 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
         except UserError as err:
             raise UserError(f"--budget: {err}") from None
     conc = concurrency if concurrency is not None else study.resources.concurrency
+    if not isinstance(conc, int) or isinstance(conc, bool) or conc < 1:
+        raise UserError(f"--concurrency: {conc!r} is not a positive integer")
 
     data = data_status(study, data_dir)
     if not data["present"]:
@@ -439,7 +441,7 @@ def dry_run(args: Any) -> int:
             if budget else 0.0
     plan = make_plan(study, budget=budget, concurrency=args.concurrency,
                      data_dir=args.data_dir, address=args.address, storage=storage,
-                     seed=args.seed or 0, spent=spent)
+                     seed=args.seed or 0, spent=spent, device=args.device)
     print(json.dumps(plan, indent=2, default=str) if args.json else format_plan(plan))
     return 0
 

@@ -72,7 +72,7 @@ def run_search(study: Study | str | Path | dict | None = None, run_dir: str | Pa
                storage: str | None = None, seed: int | None = None,
                concurrency: int | None = None, with_baselines: bool = False,
                resume: str | Path | None = None, data_dir: str | None = None,
-               progress: TextIO | bool | None = None) -> SearchSummary:
+               progress: TextIO | bool | None = None, device: str = "auto") -> SearchSummary:
     """Run (or resume) a search; returns when the budget is spent, the space is
     exhausted, or the user interrupts (Ctrl-C: running trials are re-run on resume).
 
@@ -81,7 +81,9 @@ def run_search(study: Study | str | Path | dict | None = None, run_dir: str | Pa
     overrides the study's (``nas.budget`` syntax); ``storage``: an SQLAlchemy URL for the
     Optuna storage (default: SQLite in the run dir); ``resume``: an existing run dir (then
     ``study``, ``run_dir`` and ``storage`` come from it); ``progress``: a stream for the
-    live display, False for none, None for stderr.
+    live display, False for none, None for stderr; ``device``: "auto" (trials use the
+    study's resources.gpus_per_trial), "cpu" (trials on CPUs only) or "cuda" (the study's
+    GPU trials, refused where there is no GPU).
     """
     if resume is not None:
         if study is not None or run_dir is not None:
@@ -108,6 +110,7 @@ def run_search(study: Study | str | Path | dict | None = None, run_dir: str | Pa
     conc = concurrency if concurrency is not None else study_obj.resources.concurrency
     if not isinstance(conc, int) or isinstance(conc, bool) or conc < 1:
         raise UserError(f"--concurrency: {conc!r} is not a positive integer")
+    study_obj = _on_device(study_obj, device, address)
     notes: list[str] = []
     if resume is not None and budget is not None:
         notes += _check_new_total(run, bud, meta)
@@ -129,6 +132,27 @@ def run_search(study: Study | str | Path | dict | None = None, run_dir: str | Pa
                             data_dir=data_dir, progress=progress, notes=notes)
     finally:
         run.release()
+
+
+def _on_device(study: Study, device: str, address: str | None) -> Study:
+    """``--device``: cpu runs every trial on CPUs; cuda checks this machine has a GPU
+    (unless the trials run on a cluster) and that the study's trials use one."""
+    import dataclasses
+
+    if device in (None, "auto"):
+        return study
+    if device == "cpu":
+        cpu_only = dataclasses.replace(study.resources, gpus_per_trial=0)
+        return dataclasses.replace(study, resources=cpu_only)
+    if address is None:
+        from .train import resolve_device
+
+        resolve_device(device)
+    if study.resources.gpus_per_trial == 0:
+        raise UserError(f"--device {device}: the study runs its trials on CPUs "
+                        "(study.resources.gpus_per_trial: 0); set gpus_per_trial "
+                        "(e.g. auto) to train on GPUs")
+    return study
 
 
 def _check_seed(seed: Any, study: Study) -> None:

@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "sampler.seed)")
     p.add_argument("--concurrency", type=options.positive_int, metavar="N",
                    help="trials at once (default: the study's resources.concurrency)")
+    options.add_device(p, "trials train (cpu: CPU workers only; cuda: the study's GPU "
+                          "trials; auto: as study.resources says) and, with --dry-run, "
+                          "where the plan measures a step")
     p.add_argument("--with-baselines", action="store_true",
                    help="also evaluate the study's baselines under the same protocol")
     p.add_argument("--data-dir", metavar="DIR", help="where cifar*/imagefolder data are")
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         args.study, run_dir=args.output, budget=args.budget, address=args.address,
         storage=args.storage, seed=args.seed, concurrency=args.concurrency,
         with_baselines=args.with_baselines, resume=args.resume, data_dir=args.data_dir,
-        progress=False if getattr(args, "quiet", 0) else None)
+        progress=False if getattr(args, "quiet", 0) else None, device=args.device)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
