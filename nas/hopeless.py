@@ -10,7 +10,8 @@ judged against the constraints and not one met them all, the search stops with r
 Why 50: a space where a twentieth of the candidates is feasible shows none in 50 draws
 only 8% of the time (0.95^50), a tenth 0.5%, and the sampler, which sees the constraints,
 steers towards feasible ones; a study whose feasible share is smaller than that needs its
-limits or its space changed rather than more budget. Baselines do not count.
+limits or its space changed rather than more budget. A space of fewer architectures is
+hopeless once all of them were judged. Baselines do not count.
 """
 
 from __future__ import annotations

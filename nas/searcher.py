@@ -46,7 +46,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from .budget import Budget, admit, expected_cost
-from .hopeless import hopeless
+from .hopeless import MIN_VERDICTS, hopeless
 from .ledger import Ledger, LedgerEntry
 from .rundir import RunDir
 from .states import Front
@@ -124,6 +124,7 @@ class NasSearcher(Searcher):
         self.stop_reason: str | None = None
         self.fatal: str | None = None  # a study error a worker met (nas.trainable)
         self.stop_detail: str | None = None  # why, when stop_reason alone does not say
+        self._hopeless_after: int | None = None
         self.asha_stopped: set[str] = set()  # Ray trial ids ASHA stopped (nas.asha)
         self._live: dict[str, _Live] = {}
         self._running_hashes: dict[str, str] = {}  # hash -> Ray trial id
@@ -231,7 +232,10 @@ class NasSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.stop_reason is not None:
             return Searcher.FINISHED
-        why = hopeless(self._records.values(), self.study.constraints)
+        if self._hopeless_after is None:  # a space smaller than MIN_VERDICTS: all of it
+            self._hopeless_after = min(MIN_VERDICTS, self.study.space.size())
+        why = hopeless(self._records.values(), self.study.constraints,
+                       minimum=self._hopeless_after)
         if why is not None:
             self.stop_reason, self.stop_detail = "constraints", why
             return Searcher.FINISHED
