@@ -113,6 +113,8 @@ class RunDir:
     def open(cls, path: str | Path) -> RunDir:
         """An existing run directory; a UserError says what is missing."""
         run = cls(path)
+        if run.path.is_file():
+            raise UserError(f"{path} is not a nas run directory (it is a file)")
         if not run.path.is_dir():
             raise UserError(f"run directory {str(path)!r} does not exist")
         for name in (RUN_JSON, STUDY_YAML):
