@@ -119,9 +119,7 @@ def _fs_error(err: OSError) -> str:
     what = err.strerror or str(err)
     if err.filename is None:
         return what
-    hint = ("; give a file name, not a directory" if err.errno == errno.EISDIR else
-            "; choose a writable place (-o/--output)" if err.errno in
-            (errno.EACCES, errno.EPERM, errno.EROFS) else "")
+    hint = "; give a file name, not a directory" if err.errno == errno.EISDIR else ""
     return f"{err.filename}: {what}{hint}"
 
 

@@ -271,6 +271,9 @@ class NasSearcher(Searcher):
             return {"spec": spec_dict, "number": trial.number, "seed": self.seed,
                     "kind": kind}
         self.stop_reason = "space exhausted"
+        why = hopeless(self._records.values(), self.study.constraints, minimum=1)
+        if why is not None:  # exhausted without one feasible candidate: say which limit
+            self.stop_reason, self.stop_detail = "constraints", why
         return Searcher.FINISHED
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
