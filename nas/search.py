@@ -38,6 +38,7 @@ from .ledger import Ledger
 from .reaper import start_reaper, stop_reaper
 from .rundir import RunDir, default_run_dir, descendants, process_start
 from .states import counts, front_trials
+from .storage import NoStorage
 from .study import Study, load_study
 
 #: the largest seed NumPy and Optuna's samplers accept.
@@ -453,7 +454,7 @@ def summarize(run: RunDir | str | Path) -> SearchSummary:
         ostudy = optuna.load_study(study_name=meta["optuna_study"],
                                    storage=run.reader_storage())
         trials = ostudy.get_trials(deepcopy=False)
-    except KeyError:
+    except (KeyError, NoStorage):  # nothing told yet / the driver has not created it
         trials = []
     ledger = Ledger(run.ledger_path)
     budget = parse_budget(meta["budget"])
@@ -523,7 +524,7 @@ def spent_by_kind(run: RunDir) -> dict[str, float]:
     try:
         trials = optuna.load_study(study_name=run.meta()["optuna_study"],
                                    storage=run.reader_storage()).get_trials(deepcopy=False)
-    except KeyError:  # no trial told yet
+    except (KeyError, NoStorage):  # no trial told yet
         trials = []
     return _spent(run, Ledger(run.ledger_path), trials)
 

@@ -97,6 +97,10 @@ def _creation_race(err: BaseException) -> bool:
                                    "unique constraint failed"))  # the last: SQLite
 
 
+class NoStorage(LookupError):
+    """A run's SQLite file does not exist (yet): nothing to read."""
+
+
 def open_read_only(url: str) -> Any:
     """An ``RDBStorage`` that never writes, for the verbs that only read a run (``nas
     status``, ``pareto``, ``report``, ``export``, ``rank``): they must work on an archived
@@ -121,7 +125,7 @@ def open_read_only(url: str) -> Any:
     from .errors import UserError
 
     if not Path(path).is_file():
-        raise UserError(f"no Optuna storage at {path} (the search has not started, or "
+        raise NoStorage(f"no Optuna storage at {path} (the search has not started, or "
                         "the file was moved)")
     mode = "mode=ro" if _sqlite_readable(path, "mode=ro") else "mode=ro&immutable=1"
     if mode != "mode=ro" and not _sqlite_readable(path, mode):

@@ -135,7 +135,7 @@ def open_run(path: str | Path) -> RunResults:
     name = run.meta()["optuna_study"]
     try:
         ostudy = optuna.load_study(study_name=name, storage=run.reader_storage())
-    except KeyError:
+    except (KeyError, LookupError):  # no study yet / no storage file yet
         raise UserError(f"{run.path}: the Optuna study {name!r} has no trials yet; run "
                         "`nas search` first") from None
     metrics = [o.metric for o in study.objectives]
