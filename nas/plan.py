@@ -369,7 +369,7 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
     elif data["train"] is None:
         warnings.append("cannot price a trial: the number of training examples is unknown")
 
-    from .search import budget_notes
+    from .preflight import budget_notes
 
     return {
         "notes": budget_notes(bud, study) if bud is not None else [],

@@ -233,6 +233,28 @@ class RunDir:
     def write_driver(self, info: dict[str, Any]) -> None:
         _atomic_write(self / DRIVER, json.dumps(info, indent=2))
 
+    def driver_state(self, meta: dict[str, Any], running: int = 0) -> dict[str, Any]:
+        """Whether a driver runs the search now ("running"), ended ("stopped": its last
+        session ended in ``last_stop``) or died without ending it ("gone": ``kill -9``, a
+        crash, a reboot). The run's lock says it (the kernel drops it when the driver dies);
+        ``driver.json`` says who. Runs from before ``last_stop`` was kept count as gone
+        only when Optuna still has trials running."""
+        info = self.driver()
+        out: dict[str, Any] = {k: info[k] for k in ("pid", "host", "session") if k in info}
+        if self.lock_held():
+            out["state"] = "running"
+            return out
+        sessions = meta.get("sessions", [])
+        last = meta.get("last_stop") or {}
+        if "last_stop" in meta:
+            ended = not sessions or last.get("time", 0) >= sessions[-1].get("started", 0)
+        else:
+            ended = not running
+        out["state"] = "stopped" if ended else "gone"
+        if out["state"] == "gone":
+            out["resume"] = f"nas search --resume {self.path}"
+        return out
+
     def reap_stale_ray(self) -> list[int]:
         """Kill the Ray processes a dead driver of this run left behind.
 

@@ -35,14 +35,12 @@ from typing import Any, TextIO
 from .budget import Budget, parse_budget
 from .errors import UserError
 from .ledger import Ledger
+from .preflight import SEED_MAX, budget_notes, check_new_total, check_seed, on_device, spent_by_kind
 from .reaper import start_reaper, stop_reaper
 from .rundir import RunDir, default_run_dir, descendants, process_start
 from .states import counts, front_trials
 from .storage import NoStorage
 from .study import Study, load_study
-
-#: the largest seed NumPy and Optuna's samplers accept.
-SEED_MAX = 2**32 - 1
 
 
 @dataclass
@@ -99,7 +97,7 @@ def run_search(study: Study | str | Path | dict | None = None, run_dir: str | Pa
     # Everything is checked BEFORE anything is written: a refused start leaves no run
     # directory behind (and a refused resume leaves the saved run as it was).
     seed = _pick(seed, meta and meta.get("seed"), study_obj.sampler.seed)
-    _check_seed(seed, study_obj)
+    check_seed(seed, study_obj)
     budget_text = _pick(budget, meta and meta.get("budget"), study_obj.budget)
     if budget_text is None:
         raise UserError("no budget: pass --budget (e.g. --budget 20gpumin) or set "
@@ -111,10 +109,10 @@ def run_search(study: Study | str | Path | dict | None = None, run_dir: str | Pa
     conc = concurrency if concurrency is not None else study_obj.resources.concurrency
     if not isinstance(conc, int) or isinstance(conc, bool) or conc < 1:
         raise UserError(f"--concurrency: {conc!r} is not a positive integer")
-    study_obj = _on_device(study_obj, device, address)
+    study_obj = on_device(study_obj, device, address)
     notes: list[str] = []
     if resume is not None and budget is not None:
-        notes += _check_new_total(run, bud, meta)
+        notes += check_new_total(run, bud, meta)
 
     if resume is None:
         path = Path(run_dir) if run_dir is not None else default_run_dir(study_obj.name)
@@ -133,55 +131,6 @@ def run_search(study: Study | str | Path | dict | None = None, run_dir: str | Pa
                             data_dir=data_dir, progress=progress, notes=notes)
     finally:
         run.release()
-
-
-def _on_device(study: Study, device: str, address: str | None) -> Study:
-    """``--device``: cpu runs every trial on CPUs; cuda checks this machine has a GPU
-    (unless the trials run on a cluster) and that the study's trials use one."""
-    import dataclasses
-
-    if device in (None, "auto"):
-        return study
-    if device == "cpu":
-        cpu_only = dataclasses.replace(study.resources, gpus_per_trial=0)
-        return dataclasses.replace(study, resources=cpu_only)
-    if address is None:
-        from .train import resolve_device
-
-        resolve_device(device)
-    if study.resources.gpus_per_trial == 0:
-        raise UserError(f"--device {device}: the study runs its trials on CPUs "
-                        "(study.resources.gpus_per_trial: 0); set gpus_per_trial "
-                        "(e.g. auto) to train on GPUs")
-    return study
-
-
-def _check_seed(seed: Any, study: Study) -> None:
-    """A seed the samplers and NumPy accept, and a sampler the study's options build."""
-    from .searcher import make_sampler
-
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
-        raise UserError(f"--seed: {seed!r} is not a seed (an integer from 0 to 2**32-1)")
-    try:
-        make_sampler(study.sampler.name, seed, study.sampler.options)
-    except (TypeError, ValueError) as err:
-        raise UserError(f"study.sampler.options: {err}") from None
-
-
-def _check_new_total(run: RunDir, new: Budget, meta: dict[str, Any]) -> list[str]:
-    """``--resume RUN --budget X``: X is the run's new TOTAL. Refuse one that the run has
-    already spent (it would run nothing and silently replace the saved budget)."""
-    saved = meta.get("budget")
-    if saved is not None and parse_budget(saved).text == new.text:
-        return []
-    spent = spent_by_kind(run)[new.kind]
-    if spent >= new.limit:
-        raise UserError(
-            f"--budget {new.text}: a budget is the run's total, and this run has already "
-            f"spent {spent / new.per_unit:.4g} {new.unit} (saved budget: {saved}); pass a "
-            f"larger total, or resume without --budget to keep {saved}")
-    return [f"budget: the total is now {new.text} (was {saved}); "
-            f"{spent / new.per_unit:.4g} {new.unit} already spent"]
 
 
 def open_storage(url: str):
@@ -297,20 +246,6 @@ def _run_session(run: RunDir, study: Study, budget: Budget, *, seed: int,
     if searcher.stop_detail:
         summary.extra["why"] = searcher.stop_detail
     return summary
-
-
-def budget_notes(budget: Budget, study: Study) -> list[str]:
-    """What a user should know about how the budget is counted (search start, dry-run)."""
-    notes = []
-    if budget.kind == "device" and study.resources.gpus_per_trial == 0:
-        notes.append(f"budget: {budget.text} of device time; trials here run on CPUs "
-                     "(gpus_per_trial 0), so each counts as one device: device hours are "
-                     "CPU-worker hours")
-    if budget.kind != "trials":
-        notes.append("budget: a trial starts only if the budget left pays for its expected "
-                     "(median) cost, and started trials always finish, so a run may end "
-                     "over budget by what its last trials cost beyond that estimate")
-    return notes
 
 
 def _fit(run: RunDir, study: Study, searcher: Any, *, session: int, concurrency: int,
@@ -458,7 +393,7 @@ def summarize(run: RunDir | str | Path) -> SearchSummary:
         trials = []
     ledger = Ledger(run.ledger_path)
     budget = parse_budget(meta["budget"])
-    spent = _spent(run, ledger, trials)[budget.kind]
+    spent = spent_by_kind(run, ledger, trials)[budget.kind]
     front = front_trials(trials, [o.direction for o in study.objectives])
     best = None
     if front:
@@ -471,7 +406,7 @@ def summarize(run: RunDir | str | Path) -> SearchSummary:
     c = counts(trials)
     c["interrupted"] = sum(1 for t in trials if t.user_attrs.get("status") == "interrupted")
     c["baseline"] = sum(1 for t in trials if t.user_attrs.get("kind") == "baseline")
-    driver = driver_state(run, meta, running=c["running"])
+    driver = run.driver_state(meta, running=c["running"])
     if driver["state"] != "running" and c["running"]:
         # Nobody runs them any more: the next resume fails and re-runs them.
         driver["interrupted"] = c["running"]
@@ -484,49 +419,6 @@ def summarize(run: RunDir | str | Path) -> SearchSummary:
         budget={**budget.to_dict(spent), "device_s": ledger.spent_device_s()},
         best=best, front_size=len(front), sessions=len(meta.get("sessions", [])),
         ledger_entries=len(ledger), driver=driver)
-
-
-def driver_state(run: RunDir, meta: dict[str, Any], running: int = 0) -> dict[str, Any]:
-    """Whether a driver runs the search now ("running"), ended ("stopped": its last
-    session ended in ``last_stop``) or died without ending it ("gone": ``kill -9``, a
-    crash, a reboot). The run's lock says it (the kernel drops it when the driver dies);
-    ``driver.json`` says who. Runs from before ``last_stop`` was kept count as gone
-    only when Optuna still has trials running."""
-    info = run.driver()
-    out: dict[str, Any] = {k: info[k] for k in ("pid", "host", "session") if k in info}
-    if run.lock_held():
-        out["state"] = "running"
-        return out
-    sessions = meta.get("sessions", [])
-    last = meta.get("last_stop") or {}
-    if "last_stop" in meta:
-        ended = not sessions or last.get("time", 0) >= sessions[-1].get("started", 0)
-    else:
-        ended = not running
-    out["state"] = "stopped" if ended else "gone"
-    if out["state"] == "gone":
-        out["resume"] = f"nas search --resume {run.path}"
-    return out
-
-
-def _spent(run: RunDir, ledger: Ledger, trials: list[Any]) -> dict[str, float]:
-    """What the run has spent, in base units of each budget kind (seconds, trials)."""
-    told = sum(1 for t in trials if t.state.is_finished()
-               and t.user_attrs.get("status") != "interrupted")
-    return {"device": ledger.spent_device_s(), "wall": run.wall_spent(),
-            "trials": float(told)}
-
-
-def spent_by_kind(run: RunDir) -> dict[str, float]:
-    """:func:`_spent` of a run directory, read without writing anything."""
-    import optuna
-
-    try:
-        trials = optuna.load_study(study_name=run.meta()["optuna_study"],
-                                   storage=run.reader_storage()).get_trials(deepcopy=False)
-    except (KeyError, NoStorage):  # no trial told yet
-        trials = []
-    return _spent(run, Ledger(run.ledger_path), trials)
 
 
 def _hide_password(url: str) -> str:
