@@ -41,7 +41,7 @@ UNITS: dict[str, tuple[str, float]] = {
     "trial": ("trials", 1.0),
 }
 
-_BUDGET_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]+)\s*$")
+_BUDGET_RE = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]+)\s*$")
 _EXAMPLES = "e.g. '100gpuh', '30gpumin', '2h', '45min', '200trials'"
 
 Decision = Literal["start", "wait", "finished"]

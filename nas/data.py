@@ -141,8 +141,12 @@ def batches(data: Any, batch_size: int, *, shuffle: bool = False,
     loader = DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator,
                         num_workers=workers, drop_last=drop_last and len(data) >= batch_size,
                         pin_memory=device.type == "cuda")
-    for xb, yb in loader:
-        yield (xb.to(device, non_blocking=True), yb.to(device, non_blocking=True))
+    try:
+        for xb, yb in loader:
+            yield (xb.to(device, non_blocking=True), yb.to(device, non_blocking=True))
+    except UserError as err:  # from a loader worker: its traceback is in the message
+        last = str(err).strip().splitlines()[-1]
+        raise UserError(last.split("UserError: ", 1)[-1]) from None
 
 
 # --------------------------------------------------------------------------- loading
@@ -263,7 +267,14 @@ def _cifar(kind: str, root: Path) -> tuple[torch.Tensor, torch.Tensor, int]:
 
 # --------------------------------------------------------------------------- folders
 class FileImages(Dataset):
-    """(path, label) samples read with torchvision's default loader and a transform."""
+    """(path, label) samples read with torchvision's default loader and a transform.
+
+    An image that cannot be read (corrupt, truncated, not an image) is an error naming
+    the file, as in torchvision's ImageFolder, rather than skipped with a warning as
+    timm's ImageDataset does: a search compares architectures on the same data, and a
+    silently swapped or missing sample differs between trials and runs. Fix or delete
+    the file (the error says which); a search stops at the first trial that meets it.
+    """
 
     def __init__(self, samples: list[tuple[str, int]], transform: Any):
         self.samples, self.transform = samples, transform
@@ -275,7 +286,18 @@ class FileImages(Dataset):
         from torchvision.datasets.folder import default_loader
 
         path, label = self.samples[i]
-        return self.transform(default_loader(path)), label
+        try:
+            image = default_loader(path)
+        except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for bad files
+            why = ("not an image file PIL recognises" if type(err).__name__ ==
+                   "UnidentifiedImageError" else f"{type(err).__name__}: {_first_line(err)}")
+            raise UserError(f"image {path} cannot be read ({why}); replace or delete "
+                            "it") from None
+        return self.transform(image), label
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0]
 
 
 def _imagefolder(cfg: DataConfig, root: Path) -> DataBundle:

@@ -147,6 +147,7 @@ def data_status(study: Study, data_dir: str | os.PathLike | None = None) -> dict
         out["where"] = str(root.resolve())
         train_dir = root / "train" if (root / "train").is_dir() else root
         if train_dir.is_dir() and any(p.is_dir() for p in train_dir.iterdir()):
+            out["classes"] = sum(1 for p in train_dir.iterdir() if p.is_dir())
             n = _count_images(train_dir)
             val_dir = root / "val"
             n_val = _count_images(val_dir) if val_dir.is_dir() else 0
@@ -282,10 +283,16 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
         except UserError as err:
             raise UserError(f"--budget: {err}") from None
     conc = concurrency if concurrency is not None else study.resources.concurrency
+    if not isinstance(conc, int) or isinstance(conc, bool) or conc < 1:
+        raise UserError(f"--concurrency: {conc!r} is not a positive integer")
 
     data = data_status(study, data_dir)
     if not data["present"]:
         warnings.append(f"dataset missing: {data['message']}")
+    elif data.get("classes") not in (None, study.classes):
+        warnings.append(f"dataset has {data['classes']} classes (class folders in "
+                        f"{data['where']}) but the study has {study.classes}: the search "
+                        "would fail; fix study.space.classes or the data")
 
     space = study.space
     t0 = time.perf_counter()
@@ -357,10 +364,17 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
                                               if math.isfinite(n) and n >= 1 else None)
             if n < 1:
                 warnings.append("the budget does not pay for one trial at its expected cost")
+            elif n > space.size():
+                warnings.append(f"the budget pays for ~{_big(n)} trials but the space has "
+                                f"{space.size():,} architectures: the search ends when it "
+                                "has tried them all, leaving the rest of the budget unspent")
     elif data["train"] is None:
         warnings.append("cannot price a trial: the number of training examples is unknown")
 
+    from .preflight import budget_notes
+
     return {
+        "notes": budget_notes(bud, study) if bud is not None else [],
         "study": {"name": study.name, "source": study.source,
                   "description": study.description},
         "device": device_info(dev),
@@ -429,7 +443,7 @@ def dry_run(args: Any) -> int:
             if budget else 0.0
     plan = make_plan(study, budget=budget, concurrency=args.concurrency,
                      data_dir=args.data_dir, address=args.address, storage=storage,
-                     seed=args.seed or 0, spent=spent)
+                     seed=args.seed or 0, spent=spent, device=args.device)
     print(json.dumps(plan, indent=2, default=str) if args.json else format_plan(plan))
     return 0
 
@@ -499,9 +513,15 @@ def format_plan(plan: dict[str, Any]) -> str:
         lines.append(f"expect    ~{n} trials within the budget"
                      + (f" (~{_dur(wall)} of wall time)" if wall else "")
                      + "  [estimate]")
+    for note in plan.get("notes", []):
+        lines.append(f"note      {note}")
     for w in plan["warnings"]:
         lines.append(f"warning   {w}")
     return "\n".join(lines)
+
+
+def _big(n: float) -> str:
+    return f"{n:,.0f}" if n < 1e9 else f"{n:.3g}"
 
 
 def _dur(seconds: float) -> str:

@@ -113,6 +113,8 @@ class RunDir:
     def open(cls, path: str | Path) -> RunDir:
         """An existing run directory; a UserError says what is missing."""
         run = cls(path)
+        if run.path.is_file():
+            raise UserError(f"{path} is not a nas run directory (it is a file)")
         if not run.path.is_dir():
             raise UserError(f"run directory {str(path)!r} does not exist")
         for name in (RUN_JSON, STUDY_YAML):
@@ -139,6 +141,12 @@ class RunDir:
     def storage_url(self) -> str:
         """The Optuna storage URL: run.json's, or the run's own SQLite file."""
         return self.meta().get("storage") or f"sqlite:///{self / OPTUNA_DB}"
+
+    def reader_storage(self) -> Any:
+        """The Optuna storage opened for reading only (works without write access)."""
+        from .storage import open_read_only
+
+        return open_read_only(self.storage_url())
 
     def start_session(self) -> int:
         """Record a new driver session (0 = the first run); returns its index."""
@@ -193,6 +201,23 @@ class RunDir:
                             f"(pid {other}); wait for it or stop it first") from None
         self._lock_fd = fd
 
+    def lock_held(self) -> bool:
+        """Does a driver hold the run's lock now? Read-only: opens ``.lock`` for reading
+        only (so it works in a run directory nobody may write to) and tries a shared
+        lock, which conflicts with a driver's exclusive one."""
+        try:
+            fd = os.open(self / LOCK, os.O_RDONLY)
+        except OSError:  # no lock file: no driver ever ran here
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
@@ -207,6 +232,28 @@ class RunDir:
 
     def write_driver(self, info: dict[str, Any]) -> None:
         _atomic_write(self / DRIVER, json.dumps(info, indent=2))
+
+    def driver_state(self, meta: dict[str, Any], running: int = 0) -> dict[str, Any]:
+        """Whether a driver runs the search now ("running"), ended ("stopped": its last
+        session ended in ``last_stop``) or died without ending it ("gone": ``kill -9``, a
+        crash, a reboot). The run's lock says it (the kernel drops it when the driver dies);
+        ``driver.json`` says who. Runs from before ``last_stop`` was kept count as gone
+        only when Optuna still has trials running."""
+        info = self.driver()
+        out: dict[str, Any] = {k: info[k] for k in ("pid", "host", "session") if k in info}
+        if self.lock_held():
+            out["state"] = "running"
+            return out
+        sessions = meta.get("sessions", [])
+        last = meta.get("last_stop") or {}
+        if "last_stop" in meta:
+            ended = not sessions or last.get("time", 0) >= sessions[-1].get("started", 0)
+        else:
+            ended = not running
+        out["state"] = "stopped" if ended else "gone"
+        if out["state"] == "gone":
+            out["resume"] = f"nas search --resume {self.path}"
+        return out
 
     def reap_stale_ray(self) -> list[int]:
         """Kill the Ray processes a dead driver of this run left behind.

@@ -35,8 +35,11 @@ from typing import Any, TextIO
 from .budget import Budget, parse_budget
 from .errors import UserError
 from .ledger import Ledger
+from .preflight import SEED_MAX, budget_notes, check_new_total, check_seed, on_device, spent_by_kind
+from .reaper import start_reaper, stop_reaper
 from .rundir import RunDir, default_run_dir, descendants, process_start
 from .states import counts, front_trials
+from .storage import NoStorage
 from .study import Study, load_study
 
 
@@ -56,6 +59,7 @@ class SearchSummary:
     ledger_entries: int
     stop_reason: str | None = None
     interrupted_recovered: int = 0
+    driver: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,7 +71,7 @@ def run_search(study: Study | str | Path | dict | None = None, run_dir: str | Pa
                storage: str | None = None, seed: int | None = None,
                concurrency: int | None = None, with_baselines: bool = False,
                resume: str | Path | None = None, data_dir: str | None = None,
-               progress: TextIO | bool | None = None) -> SearchSummary:
+               progress: TextIO | bool | None = None, device: str = "auto") -> SearchSummary:
     """Run (or resume) a search; returns when the budget is spent, the space is
     exhausted, or the user interrupts (Ctrl-C: running trials are re-run on resume).
 
@@ -76,7 +80,9 @@ def run_search(study: Study | str | Path | dict | None = None, run_dir: str | Pa
     overrides the study's (``nas.budget`` syntax); ``storage``: an SQLAlchemy URL for the
     Optuna storage (default: SQLite in the run dir); ``resume``: an existing run dir (then
     ``study``, ``run_dir`` and ``storage`` come from it); ``progress``: a stream for the
-    live display, False for none, None for stderr.
+    live display, False for none, None for stderr; ``device``: "auto" (trials use the
+    study's resources.gpus_per_trial), "cpu" (trials on CPUs only) or "cuda" (the study's
+    GPU trials, refused where there is no GPU).
     """
     if resume is not None:
         if study is not None or run_dir is not None:
@@ -85,12 +91,13 @@ def run_search(study: Study | str | Path | dict | None = None, run_dir: str | Pa
         run = RunDir.open(resume)
         meta = run.meta()
         study_obj = load_study(run.study_dict())
-        if storage is not None:
-            run.update_meta(storage=storage)
     else:
         study_obj = load_study(study)
         meta = None
+    # Everything is checked BEFORE anything is written: a refused start leaves no run
+    # directory behind (and a refused resume leaves the saved run as it was).
     seed = _pick(seed, meta and meta.get("seed"), study_obj.sampler.seed)
+    check_seed(seed, study_obj)
     budget_text = _pick(budget, meta and meta.get("budget"), study_obj.budget)
     if budget_text is None:
         raise UserError("no budget: pass --budget (e.g. --budget 20gpumin) or set "
@@ -100,14 +107,20 @@ def run_search(study: Study | str | Path | dict | None = None, run_dir: str | Pa
     except UserError as err:
         raise UserError(f"--budget: {err}") from None
     conc = concurrency if concurrency is not None else study_obj.resources.concurrency
-    if conc < 1:
-        raise UserError(f"--concurrency: {conc} is not a positive int")
+    if not isinstance(conc, int) or isinstance(conc, bool) or conc < 1:
+        raise UserError(f"--concurrency: {conc!r} is not a positive integer")
+    study_obj = on_device(study_obj, device, address)
+    notes: list[str] = []
+    if resume is not None and budget is not None:
+        notes += check_new_total(run, bud, meta)
 
     if resume is None:
         path = Path(run_dir) if run_dir is not None else default_run_dir(study_obj.name)
         optuna_name = study_obj.name if storage is None else f"{study_obj.name}-{path.name}"
         run = RunDir.create(path, study_obj.to_dict(), optuna_study=optuna_name,
                             storage=storage, seed=seed, budget=bud.text)
+    elif storage is not None:
+        run.update_meta(storage=storage)
     run.acquire()
     try:
         run.reap_stale_ray()
@@ -115,7 +128,7 @@ def run_search(study: Study | str | Path | dict | None = None, run_dir: str | Pa
             run.update_meta(budget=bud.text, seed=seed)
         return _run_session(run, study_obj, bud, seed=seed, concurrency=conc,
                             address=address, with_baselines=with_baselines,
-                            data_dir=data_dir, progress=progress)
+                            data_dir=data_dir, progress=progress, notes=notes)
     finally:
         run.release()
 
@@ -154,7 +167,8 @@ def _pick(*options: Any) -> Any:
 
 def _run_session(run: RunDir, study: Study, budget: Budget, *, seed: int,
                  concurrency: int, address: str | None, with_baselines: bool,
-                 data_dir: str | None, progress: TextIO | bool | None) -> SearchSummary:
+                 data_dir: str | None, progress: TextIO | bool | None,
+                 notes: list[str] | None = None) -> SearchSummary:
     import optuna
 
     from .progress import Progress
@@ -164,7 +178,8 @@ def _run_session(run: RunDir, study: Study, budget: Budget, *, seed: int,
     session = run.start_session()
     meta = run.meta()
     try:
-        sampler = make_sampler(study.sampler.name, seed + session, study.sampler.options)
+        sampler = make_sampler(study.sampler.name, (seed + session) % (SEED_MAX + 1),
+                               study.sampler.options)
     except (TypeError, ValueError) as err:
         raise UserError(f"study.sampler.options: {err}") from None
     try:
@@ -194,6 +209,9 @@ def _run_session(run: RunDir, study: Study, budget: Budget, *, seed: int,
     if progress is not False:
         display = Progress(budget, study.primary.metric,
                            stream=progress if progress not in (None, True) else None)
+        display.message(f"run directory {run.path}  (watch it: nas status {run.path})")
+        for note in [*(notes or []), *budget_notes(budget, study)]:
+            display.message(note)
         if recovered:
             display.message(f"resumed {run.path}: {recovered} interrupted trial(s) marked "
                             "failed and enqueued again")
@@ -201,6 +219,7 @@ def _run_session(run: RunDir, study: Study, budget: Budget, *, seed: int,
     if nothing_to_do:  # e.g. a resume whose budget is already spent: no Ray needed
         searcher.stop_reason = "budget"
     started_ray = False if nothing_to_do else _start_ray(address)
+    reaper = start_reaper() if started_ray and not address else None
     try:
         if not nothing_to_do:
             _record_driver(run, session)
@@ -209,6 +228,8 @@ def _run_session(run: RunDir, study: Study, budget: Budget, *, seed: int,
     finally:
         searcher.close_session()
         run.tick(session, searcher.session_start)
+        run.update_meta(last_stop={"reason": searcher.stop_reason or "interrupted",
+                                   "why": searcher.stop_detail, "time": time.time()})
         if display is not None:
             display.update(searcher.snapshot(), force=True)
             display.close()
@@ -216,11 +237,14 @@ def _run_session(run: RunDir, study: Study, budget: Budget, *, seed: int,
             import ray
 
             ray.shutdown()
+        stop_reaper(reaper)
     if searcher.fatal:
         raise UserError(searcher.fatal)
     summary = summarize(run)
     summary.stop_reason = searcher.stop_reason or "interrupted"
     summary.interrupted_recovered = recovered
+    if searcher.stop_detail:
+        summary.extra["why"] = searcher.stop_detail
     return summary
 
 
@@ -302,8 +326,20 @@ def _start_ray(address: str | None) -> bool:
     if address:
         ray.init(address=address, **kwargs)
     else:
+        # Ray enables token authentication for a new local cluster by default and warns
+        # about it at every start: noise for a cluster this driver starts for itself.
+        # The warning is filtered out (authentication stays as Ray sets it up; setting
+        # RAY_AUTH_MODE=token instead skips Ray's token creation and the start hangs).
+        logging.getLogger(_RAY_AUTH_LOGGER).addFilter(_drop_token_notice)
         ray.init(num_cpus=len(os.sched_getaffinity(0)), **kwargs)
     return True
+
+
+_RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def _drop_token_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Token authentication is enabled")
 
 
 def _record_driver(run: RunDir, session: int) -> None:
@@ -351,16 +387,13 @@ def summarize(run: RunDir | str | Path) -> SearchSummary:
     study = load_study(run.study_dict())
     try:
         ostudy = optuna.load_study(study_name=meta["optuna_study"],
-                                   storage=run.storage_url())
+                                   storage=run.reader_storage())
         trials = ostudy.get_trials(deepcopy=False)
-    except KeyError:
+    except (KeyError, NoStorage):  # nothing told yet / the driver has not created it
         trials = []
     ledger = Ledger(run.ledger_path)
     budget = parse_budget(meta["budget"])
-    told = sum(1 for t in trials if t.state.is_finished()
-               and t.user_attrs.get("status") != "interrupted")
-    spent = {"device": ledger.spent_device_s(), "wall": run.wall_spent(),
-             "trials": float(told)}[budget.kind]
+    spent = spent_by_kind(run, ledger, trials)[budget.kind]
     front = front_trials(trials, [o.direction for o in study.objectives])
     best = None
     if front:
@@ -373,12 +406,19 @@ def summarize(run: RunDir | str | Path) -> SearchSummary:
     c = counts(trials)
     c["interrupted"] = sum(1 for t in trials if t.user_attrs.get("status") == "interrupted")
     c["baseline"] = sum(1 for t in trials if t.user_attrs.get("kind") == "baseline")
+    driver = run.driver_state(meta, running=c["running"])
+    if driver["state"] != "running" and c["running"]:
+        # Nobody runs them any more: the next resume fails and re-runs them.
+        driver["interrupted"] = c["running"]
+        c["failed"] += c["running"]
+        c["interrupted"] += c["running"]
+        c["running"] = 0
     return SearchSummary(
         run_dir=str(run.path), study=study.name, optuna_study=meta["optuna_study"],
         storage=_hide_password(run.storage_url()), counts=c,
         budget={**budget.to_dict(spent), "device_s": ledger.spent_device_s()},
         best=best, front_size=len(front), sessions=len(meta.get("sessions", [])),
-        ledger_entries=len(ledger))
+        ledger_entries=len(ledger), driver=driver)
 
 
 def _hide_password(url: str) -> str:

@@ -46,6 +46,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from .budget import Budget, admit, expected_cost
+from .hopeless import MIN_VERDICTS, hopeless
 from .ledger import Ledger, LedgerEntry
 from .rundir import RunDir
 from .states import Front
@@ -61,7 +62,7 @@ RANDOM_AFTER_DUPLICATES = 10
 #: statuses that mean the candidate was trained (its cost predicts a trained trial's).
 TRAINED = ("ok", "stopped", "diverged")
 #: user attributes a duplicate copies from the trial that evaluated its architecture.
-_COPIED = ("metrics", "violations", "epochs_done", "placeholders", "spec", "curve")
+_COPIED = ("metrics", "violations", "epochs_done", "placeholders", "spec", "curve", "kind")
 
 
 @dataclass
@@ -122,6 +123,8 @@ class NasSearcher(Searcher):
         self.single = len(study.objectives) == 1
         self.stop_reason: str | None = None
         self.fatal: str | None = None  # a study error a worker met (nas.trainable)
+        self.stop_detail: str | None = None  # why, when stop_reason alone does not say
+        self._hopeless_after: int | None = None
         self.asha_stopped: set[str] = set()  # Ray trial ids ASHA stopped (nas.asha)
         self._live: dict[str, _Live] = {}
         self._running_hashes: dict[str, str] = {}  # hash -> Ray trial id
@@ -229,6 +232,13 @@ class NasSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.stop_reason is not None:
             return Searcher.FINISHED
+        if self._hopeless_after is None:  # a space smaller than MIN_VERDICTS: all of it
+            self._hopeless_after = min(MIN_VERDICTS, self.study.space.size())
+        why = hopeless(self._records.values(), self.study.constraints,
+                       minimum=self._hopeless_after)
+        if why is not None:
+            self.stop_reason, self.stop_detail = "constraints", why
+            return Searcher.FINISHED
         for streak in range(MAX_DUPLICATE_STREAK):
             if streak and streak % RANDOM_AFTER_DUPLICATES == 0:
                 self._enqueue_random()
@@ -261,6 +271,9 @@ class NasSearcher(Searcher):
             return {"spec": spec_dict, "number": trial.number, "seed": self.seed,
                     "kind": kind}
         self.stop_reason = "space exhausted"
+        why = hopeless(self._records.values(), self.study.constraints, minimum=1)
+        if why is not None:  # exhausted without one feasible candidate: say which limit
+            self.stop_reason, self.stop_detail = "constraints", why
         return Searcher.FINISHED
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 #: advisory-lock key under which PostgreSQL schema creation is serialised ("nas-optuna").
@@ -94,3 +95,56 @@ def _creation_race(err: BaseException) -> bool:
     text = str(err).lower()
     return any(s in text for s in ("already exists", "duplicate key", "duplicate entry",
                                    "unique constraint failed"))  # the last: SQLite
+
+
+class NoStorage(LookupError):
+    """A run's SQLite file does not exist (yet): nothing to read."""
+
+
+def open_read_only(url: str) -> Any:
+    """An ``RDBStorage`` that never writes, for the verbs that only read a run (``nas
+    status``, ``pareto``, ``report``, ``export``, ``rank``): they must work on an archived
+    or shared run directory the user cannot write to.
+
+    Optuna's own table creation is skipped (it issues DDL checks that need a writable
+    database). An SQLite file is opened with SQLite's ``mode=ro``, which still reads
+    consistently while a driver writes. A run's database is in WAL mode, and SQLite can
+    read a WAL database only where it may create the ``-shm`` index next to it; in a
+    directory nobody may write to (and so nobody is writing the database either) it is
+    opened ``immutable=1`` instead, which reads the file as it is without any lock."""
+    import optuna
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return optuna.storages.RDBStorage(url, skip_table_creation=True,
+                                          engine_kwargs={"pool_pre_ping": True})
+    path = parsed.database or ""
+    if path in ("", ":memory:") or path.startswith("file:"):
+        return optuna.storages.RDBStorage(url, skip_table_creation=True)
+    from .errors import UserError
+
+    if not Path(path).is_file():
+        raise NoStorage(f"no Optuna storage at {path} (the search has not started, or "
+                        "the file was moved)")
+    mode = "mode=ro" if _sqlite_readable(path, "mode=ro") else "mode=ro&immutable=1"
+    if mode != "mode=ro" and not _sqlite_readable(path, mode):
+        raise UserError(f"cannot read the Optuna storage {path}: not an SQLite database "
+                        "or unreadable")
+    return optuna.storages.RDBStorage(f"sqlite:///file:{path}?{mode}&uri=true",
+                                      skip_table_creation=True)
+
+
+def _sqlite_readable(path: str, mode: str) -> bool:
+    import sqlite3
+    from urllib.parse import quote
+
+    try:
+        conn = sqlite3.connect(f"file:{quote(path)}?{mode}", uri=True)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        finally:
+            conn.close()
+        return True
+    except sqlite3.Error:
+        return False

@@ -231,9 +231,12 @@ def load_study(source: str | Path | dict[str, Any] | Study | None = None) -> Stu
         return parse_study(source, base_dir=Path.cwd())
     path = _find_file(source)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise UserError(f"study: cannot read {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"study: {path} is not a YAML text file (byte {err.start} is not "
+                        "UTF-8 text)") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -384,7 +387,7 @@ def _parse_constraints(raw: Any, p: str) -> dict[str, float]:
 
 
 def _parse_sampler(raw: Any, p: str) -> SamplerConfig:
-    values = _section(raw, p, {"name": _choice(SAMPLERS), "seed": _nonneg_int},
+    values = _section(raw, p, {"name": _choice(SAMPLERS), "seed": _seed},
                       extra=("options",))
     options = raw.get("options", {}) if isinstance(raw, dict) else {}
     _mapping(options, f"{p}.options")
@@ -444,7 +447,13 @@ def _parse_baselines(raw: Any, p: str, base_dir: Path) -> tuple[str, ...]:
             continue
         path = (base_dir / item).resolve()
         if not path.is_file():
-            raise UserError(f"{q}: no such spec file {item!r} (looked at {path})")
+            # A copy of a packaged study (e.g. studies/digits.yaml edited elsewhere) still
+            # finds the baselines shipped beside the original.
+            shipped = Path(str(resources.files("nas.studies"))) / item
+            if Path(item).is_absolute() or not shipped.is_file():
+                raise UserError(f"{q}: no such spec file {item!r} (looked at {path}, and "
+                                f"among the packaged studies' at {shipped})")
+            path = shipped.resolve()
         out.append(str(path))
     return tuple(out)
 
@@ -551,6 +560,13 @@ def _pos_int(v: Any, p: str) -> int:
     return int(v)
 
 
+def _seed(v: Any, p: str) -> int:
+    """What NumPy and Optuna's samplers accept: an int in 0..2**32-1."""
+    if not _is_int(v) or not 0 <= v <= 2**32 - 1:
+        raise UserError(f"{p}: {v!r} is not a seed (an integer from 0 to 2**32-1)")
+    return v
+
+
 def _nonneg_int(v: Any, p: str) -> int:
     if not _is_int(v) or v < 0:
         raise UserError(f"{p}: {v!r} is not an int >= 0")
@@ -650,17 +666,14 @@ def _opt(check):
 
 
 def _plain_value(v: Any, p: str) -> None:
-    if v is None or isinstance(v, (str, int, float, bool)):
-        return
-    if isinstance(v, list):
-        for i, x in enumerate(v):
-            _plain_value(x, f"{p}[{i}]")
-        return
-    if isinstance(v, dict):
-        for k, x in v.items():
-            _plain_value(x, f"{p}.{k}")
-        return
-    raise UserError(f"{p}: {v!r} is not a plain value (string, number, list, map)")
+    """Plain YAML data, bounded in size (a YAML alias bomb is refused, not expanded)."""
+    from search_space.errors import SpecError
+    from search_space.fields import plain
+
+    try:
+        plain(v, p)
+    except SpecError as err:
+        raise UserError(str(err)) from None
 
 
 def _plain(value: Any) -> Any:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .data import DataBundle, batches
+from .errors import UserError
 from .study import TrainingConfig
 
 #: on CUDA the loss is checked for NaN every this many steps (a check syncs the device).
@@ -67,10 +68,27 @@ class TrainResult:
 
 # --------------------------------------------------------------------------- setup
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" = the first CUDA device when there is one, else the CPU."""
+    """"auto" = the first CUDA device when there is one, else the CPU. A device this
+    machine does not have is the user's mistake (UserError), not a driver traceback."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserError(f"--device: {str(device)!r} is not a device; allowed: auto, cpu, "
+                        "cuda, cuda:N") from None
+    if dev.type == "cuda":
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if have == 0:
+            raise UserError(f"--device {device}: this machine has no CUDA device (PyTorch "
+                            f"sees none); use --device cpu or auto")
+        if dev.index is not None and dev.index >= have:
+            raise UserError(f"--device {device}: this machine has {have} CUDA device(s) "
+                            f"(cuda:0..cuda:{have - 1})")
+    elif dev.type != "cpu":
+        raise UserError(f"--device: {str(device)!r} is not supported; allowed: auto, cpu, "
+                        "cuda, cuda:N")
+    return dev
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

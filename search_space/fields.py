@@ -89,9 +89,28 @@ def size_pair(value: Any, path: str) -> tuple[int, int]:
     return (value[0], value[1])
 
 
+#: the most values a free-form field (``meta:``) may hold once YAML aliases are
+#: expanded. An "alias bomb" (9 anchors each listing the previous one 9 times) is a few
+#: hundred bytes of YAML and 9^9 values expanded: copied, hashed or written out as JSON
+#: it hangs the tool. Real metadata is far below this.
+PLAIN_MAX_VALUES = 100_000
+
+
 def plain(value: Any, path: str) -> Any:
     """Check a free-form value is plain YAML data (str, number, bool, null, list,
-    string-keyed map) and return a deep copy with tuples as lists."""
+    string-keyed map) and return a deep copy with tuples as lists. Refuses (SpecError)
+    a value of more than ``PLAIN_MAX_VALUES`` values, counted as it is read, so a YAML
+    alias bomb is refused at once instead of expanded."""
+    budget = [PLAIN_MAX_VALUES]
+    return _plain(value, path, budget, path)
+
+
+def _plain(value: Any, path: str, budget: list[int], root: str) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise SpecError(root, f"more than {PLAIN_MAX_VALUES:,} values (YAML aliases "
+                              "included, each counted where it is used); keep free-form "
+                              "metadata small")
     if value is None or isinstance(value, (str, bool)) or is_int(value):
         return value
     if isinstance(value, float):
@@ -99,10 +118,10 @@ def plain(value: Any, path: str) -> Any:
             raise SpecError(path, f"{value!r} is not a finite number")
         return value
     if isinstance(value, (list, tuple)):
-        return [plain(v, index(path, i)) for i, v in enumerate(value)]
+        return [_plain(v, index(path, i), budget, root) for i, v in enumerate(value)]
     if isinstance(value, Mapping):
         expect_map(value, path)
-        return {k: plain(v, join(path, k)) for k, v in value.items()}
+        return {k: _plain(v, join(path, k), budget, root) for k, v in value.items()}
     raise SpecError(path, f"{_kind(value)} is not a plain YAML value")
 
 

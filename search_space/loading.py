@@ -30,7 +30,12 @@ def read_yaml_file(path: str | os.PathLike[str]) -> Any:
     p = Path(path)
     if not p.is_file():
         raise SpecError("", f"no such spec file: {p}")
-    return parse_yaml(p.read_text(), str(p))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError("", f"not a YAML text file (byte {err.start} is not UTF-8 text)",
+                        str(p)) from None
+    return parse_yaml(text, str(p))
 
 
 class _FlowMap(dict):

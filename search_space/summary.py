@@ -44,6 +44,7 @@ def summarize(spec: ModelSpec, *, batch: int = 1) -> dict[str, Any]:
         "blocks": sum(blocks.values()),
         "blocks_by_type": dict(sorted(blocks.items())),
         "cost_source": "graph",
+        "notes": width_notes(spec),
     }
     est = _estimate(spec, batch)
     if est is not None:
@@ -52,6 +53,19 @@ def summarize(spec: ModelSpec, *, batch: int = 1) -> dict[str, Any]:
         out.update(params=int(est.params), macs=int(est.macs), cost=cost,
                    cost_source="search_space.cost.estimate")
     return out
+
+
+def width_notes(spec: ModelSpec) -> list[str]:
+    """Blocks whose widths are not exactly what their ratios ask for, one line each
+    (e.g. AA rounds kappa x channels to a multiple of heads, convattn.blocks.aa)."""
+    from convattn import block_class
+
+    notes = []
+    for b in spec.resolve().blocks:
+        hook = getattr(block_class(b.type), "width_notes", None)
+        if hook is not None:
+            notes += [f"{b.path} ({b.type}): {n}" for n in hook(b.out_ch, b.cfg)]
+    return notes
 
 
 def node_rows(spec: ModelSpec) -> list[dict[str, Any]]:

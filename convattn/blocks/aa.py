@@ -203,11 +203,14 @@ class AA(BodyBlock):
     ``residual``: basic -> the FIRST 3x3 conv; bottleneck -> the 3x3 conv; wide ->
     the first 3x3 conv (the paper augments the first conv of every WRN block).
     Unless given, dk and dv are kappa * Fout and upsilon * Fout rounded to the nearest
-    multiple of ``heads`` (at least one per head, dv at most Fout), where Fout is the
+    multiple of ``heads`` (at least one per head, dv at most Fout; ``nas build`` and
+    ``nas show`` print each rounding), where Fout is the
     augmented conv's output channels (out_ch, or out_ch // expansion for the
     bottleneck): a ratio is a request for a share of the channels, and the nearest
     share that splits evenly across heads is what a user means by it. Explicit dk /
-    dv are taken as given and must be divisible by ``heads``. ``expansion`` is read
+    dv are taken as given and must be divisible by ``heads``. upsilon is a share of
+    the output (0 < upsilon <= 1) while kappa only sizes queries and keys (kappa > 0,
+    above 1 allowed: dk may exceed Fout), as in Bello et al. ``expansion`` is read
     by the bottleneck only, ``dropout`` by wide; ``bias`` (on the residual's plain
     convs; the augmented conv always has biases) and ``dropout_kind`` are wide's
     and refused for the other residuals. Kernel options (``window``,
@@ -248,7 +251,10 @@ class AA(BodyBlock):
             r = cfg[ratio]
             if (not isinstance(r, (int, float)) or isinstance(r, bool) or r <= 0
                     or (high is not None and r > high)):
-                allowed = "0 < upsilon <= 1" if high else "kappa > 0"
+                allowed = ("0 < upsilon <= 1 (dv = upsilon x Fout of the block's output "
+                           "channels come from attention: at most all of them)" if high else
+                           "kappa > 0 (dk = kappa x Fout is the query/key depth, which may "
+                           "exceed Fout: only upsilon is a share of the output)")
                 raise ConfigError(ratio, f"{r!r} not allowed; allowed: {allowed}")
             value = heads * max(1, round(r * fout / heads))
             if high is not None and value > fout:
@@ -258,6 +264,22 @@ class AA(BodyBlock):
                                          f"for {heads} heads; raise {ratio} or set {depth}")
             result.append(value)
         return result[0], result[1]
+
+    @classmethod
+    def width_notes(cls, out_ch: int, cfg: dict[str, Any]) -> list[str]:
+        """Where a ratio did not give its exact share (``nas build`` / ``nas show`` say
+        so): e.g. ``dk 9 = kappa 0.25 x 32 = 8 rounded to a multiple of heads 3``."""
+        fout = cls.augmented_channels(out_ch, cfg)
+        dk, dv = cls.depths(out_ch, cfg)
+        notes = []
+        for depth, value, ratio in (("dk", dk, "kappa"), ("dv", dv, "upsilon")):
+            if cfg[depth] is not None:
+                continue
+            exact = cfg[ratio] * fout
+            if abs(value - exact) > 1e-9:
+                notes.append(f"{depth} {value} = {ratio} {cfg[ratio]:g} x {fout} channels "
+                             f"= {exact:g}, rounded to a multiple of heads {cfg['heads']}")
+        return notes
 
     @classmethod
     def _kernel_cfg(cls, cfg: dict[str, Any]) -> dict[str, Any]:

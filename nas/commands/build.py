@@ -62,6 +62,7 @@ def _print_table(info: dict) -> None:
         lines.append(("train memory", f"{_bytes(cost['train_memory_bytes'])} estimated "
                                       f"(batch {info['batch']}, {cost.get('optimizer', '?')})"))
     lines.append(("blocks", ", ".join(f"{t} x{n}" for t, n in info["blocks_by_type"].items())))
+    lines += [("note", note) for note in info.get("notes", [])]
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         print(f"{key.ljust(width)}  {value}", flush=True)

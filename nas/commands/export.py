@@ -38,5 +38,6 @@ def run(args: argparse.Namespace) -> int:
     values = ", ".join(f"{k} {v:.4g}" for k, v in rec["values"].items() if v is not None)
     print(f"exported trial {rec['trial']} ({rec['why']}; {values}) as {rec['name']} "
           f"to {rec['path']}")
-    print(f"hash {rec['hash']}; copy in {rec['copy']}")
+    print(f"hash {rec['hash']}; " + (f"copy in {rec['copy']}" if rec["copy"] else
+                                     "no copy kept: the run directory is read-only"))
     return 0

@@ -11,15 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rank", help="re-evaluate the best found architectures against the "
                        "baselines over several seeds", description=__doc__)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `nas search`")
-    p.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds (default 3)")
-    p.add_argument("--top", type=int, default=3, metavar="K",
+    p.add_argument("--seeds", type=options.positive_int, default=3, metavar="N",
+                   help="seeds (default 3)")
+    p.add_argument("--top", type=options.positive_int, default=3, metavar="K",
                    help="found architectures to re-evaluate (default 3)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda:N")
+    options.add_device(p, "networks are re-trained and measured")
     p.add_argument("--data-dir", metavar="D", help="where cifar*/imagefolder data are")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)

@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_table(spec, rows: list[dict]) -> None:
+    from search_space.summary import width_notes
+
     header = ("node", "type", "output", "params", "macs", "attn bytes")
     table = [header] + [
         (r["node"], r["type"], "x".join(map(str, r["out_shape"])), f"{r['params']:,}",
@@ -47,3 +49,5 @@ def _print_table(spec, rows: list[dict]) -> None:
         print("  ".join(cells).rstrip())
         if n == 0 or n == len(table) - 2:
             print("  ".join("-" * w for w in widths))
+    for note in width_notes(spec):
+        print(f"note: {note}")

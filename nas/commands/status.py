@@ -40,4 +40,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"best      {s.best['metric']} {s.best['value']:.4g} (trial "
               f"{s.best['number']}); Pareto front {s.front_size} trials")
     print(f"sessions  {s.sessions}")
+    d = s.driver
+    who = f"pid {d['pid']} on {d.get('host', '?')}" if "pid" in d else "the driver"
+    if d.get("state") == "running":
+        print(f"driver    running ({who})")
+    elif d.get("state") == "gone":
+        lost = (f"; its {d['interrupted']} running trial(s) are interrupted"
+                if d.get("interrupted") else "")
+        print(f"driver    gone ({who} ended without stopping the search: killed?){lost}; "
+              f"resume with: {d['resume']}")
+    return 0
     return 0

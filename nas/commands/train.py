@@ -1,4 +1,4 @@
-"""``nas train SPEC --study STUDY [--epochs N] [--out DIR] [--data-dir D]``: train one
+"""``nas train SPEC --study STUDY [--epochs N] [-o DIR] [--data-dir D]``: train one
 architecture (a zoo name or an exported spec file; its input and classes adapted to the
 study's data) on the study's data with a full-length schedule. Checkpoints after every
 epoch; run the same command again after a kill and it resumes from DIR/checkpoint.pt.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one spec fully, with resumable checkpoints",
@@ -17,13 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--study", required=True, metavar="STUDY",
                    help="a study YAML file, a packaged study name, or a run directory "
                         "(its saved study)")
-    p.add_argument("--epochs", type=int, metavar="N",
+    p.add_argument("--epochs", type=options.positive_int, metavar="N",
                    help="epochs (default: the study's training.epochs)")
-    p.add_argument("--out", metavar="DIR", help="where checkpoints, weights and metrics go "
-                   "(default: train-<spec name>)")
+    options.add_output(p, metavar="DIR", old_alias=True, help="where checkpoints, weights "
+                       "and metrics go (default: train-<spec name>)")
     p.add_argument("--data-dir", metavar="D", help="where cifar*/imagefolder data are")
-    p.add_argument("--seed", type=int, default=0, help="initialisation and data-order seed")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda:N")
+    p.add_argument("--seed", type=options.seed, default=0,
+                   help="initialisation and data-order seed, 0..2**32-1")
+    options.add_device(p, "network trains")
     p.set_defaults(func=run)
 
 
@@ -31,8 +34,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..results.fulltrain import full_train
+    from ..train import resolve_device
 
-    out = args.out or f"train-{Path(args.spec.removeprefix('zoo:')).stem}"
+    resolve_device(args.device)  # a device this machine lacks: refused before DIR is made
+
+    out = args.output or f"train-{Path(args.spec.removeprefix('zoo:')).stem}"
     metrics = full_train(args.spec, args.study, out_dir=out, epochs=args.epochs,
                          data_dir=args.data_dir, device=args.device, seed=args.seed)
     print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))

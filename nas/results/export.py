@@ -22,10 +22,10 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..outputs import append_side, write_output, write_side
 from ..rundir import read_jsonl
 from ..study import CONSTRAINT_METRICS, METRICS
 from .front import pareto
@@ -189,22 +189,18 @@ def export(results: RunResults, pick: str, out: str | os.PathLike,
     spec = export_spec(results, picked)
     if spec.hash() != picked.trial.hash:
         raise AssertionError(f"exported spec hash {spec.hash()} != trial {picked.trial.hash}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     text = spec.to_yaml()
-    out.write_text(text)
+    out = write_output(out, text)
     copy = results.run.exports_dir / f"{spec.name}.yaml"
-    copy.parent.mkdir(parents=True, exist_ok=True)
-    copy.write_text(text)
+    kept = write_side(copy, text)
     record = {"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "pick": pick, "trial": picked.trial.number, "hash": spec.hash(),
-              "name": spec.name, "path": str(out.resolve()), "copy": str(copy),
+              "name": spec.name, "path": str(out.resolve()), "copy": str(copy) if kept else None,
               "limits": {k: v for k, v in (limits or {}).items() if v is not None},
               "why": picked.reason,
               "values": {o.metric: picked.measured.value(o.metric)
                          for o in results.study.objectives}}
-    with open(results.run.exports_dir / EXPORTS_LOG, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
+    append_side(results.run.exports_dir / EXPORTS_LOG, json.dumps(record))
     return record
 
 

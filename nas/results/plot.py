@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..outputs import write_output
 from .front import ParetoResult
 from .records import TrialRecord
 
@@ -31,12 +32,9 @@ def write_plot(result: ParetoResult, path: str | os.PathLike, title: str = "") -
         raise UserError(f"--plot {out}: unknown plot type {suffix or '(none)'!r}; allowed: "
                         ".png (static) or .html (interactive)")
     _check_dims(result)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".png":
-        out.write_bytes(png_bytes(result, title))
-    else:
-        out.write_text(html_figure(result, title, full_html=True), encoding="utf-8")
-    return out
+        return write_output(out, png_bytes(result, title), option="--plot")
+    return write_output(out, html_figure(result, title, full_html=True), option="--plot")
 
 
 def _check_dims(result: ParetoResult) -> None:

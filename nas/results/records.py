@@ -134,8 +134,8 @@ def open_run(path: str | Path) -> RunResults:
     study = load_study(run.study_dict())
     name = run.meta()["optuna_study"]
     try:
-        ostudy = optuna.load_study(study_name=name, storage=run.storage_url())
-    except KeyError:
+        ostudy = optuna.load_study(study_name=name, storage=run.reader_storage())
+    except (KeyError, LookupError):  # no study yet / no storage file yet
         raise UserError(f"{run.path}: the Optuna study {name!r} has no trials yet; run "
                         "`nas search` first") from None
     metrics = [o.metric for o in study.objectives]

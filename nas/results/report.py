@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..outputs import write_output, write_side
 from .export import hide_password, read_exports
 from .front import ParetoResult, pareto
 from .plot import html_figure, png_bytes, short_name
@@ -83,10 +84,7 @@ def build_report(results: RunResults, *, interactive: bool = False) -> str:
 
 def write_report(results: RunResults, out: str | os.PathLike, *,
                  interactive: bool = False) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(build_report(results, interactive=interactive), encoding="utf-8")
-    return out
+    return write_output(out, build_report(results, interactive=interactive))
 
 
 def _study_section(results: RunResults, summary: dict[str, Any]) -> str:
@@ -140,8 +138,7 @@ def _front_section(results: RunResults, front: ParetoResult, interactive: bool) 
             out.append(html_figure(front, full_html=False))
         else:
             png = png_bytes(front)
-            (results.run.plots_dir).mkdir(parents=True, exist_ok=True)
-            (results.run.plots_dir / "pareto.png").write_bytes(png)
+            write_side(results.run.plots_dir / "pareto.png", png)
             data = base64.b64encode(png).decode("ascii")
             out.append(f"<img alt=\"Pareto plot\" src=\"data:image/png;base64,{data}\">")
     if not front.front:

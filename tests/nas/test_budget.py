@@ -45,7 +45,7 @@ def test_parse_budget(text, kind, limit, unit, amount):
     ("12parsecs", "unknown budget unit 'parsecs'"),
     ("0gpuh", "positive"),
     ("2.5trials", "whole number"),
-    ("-3h", "is not a budget"),
+    ("-3h", "a budget must be a positive amount"),
 ])
 def test_bad_budget_names_the_problem_and_the_units(text, needle):
     with pytest.raises(UserError) as err:

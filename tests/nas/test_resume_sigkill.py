@@ -1,6 +1,7 @@
 """A REAL `kill -9` of a `nas search` driver mid-search, then `nas search --resume`:
 completed trials are kept, interrupted ones are failed and re-run, the ledger continues
-without counting anything twice, and the killed driver's Ray processes do not linger."""
+without counting anything twice, and the killed driver's Ray processes do not linger:
+its watcher kills them before anyone resumes, and `nas status` says the driver is gone."""
 
 from __future__ import annotations
 
@@ -83,6 +84,20 @@ def test_sigkill_mid_search_then_resume(tmp_path):
     running_before = [n for n, t in before.items() if t.state.name == "RUNNING"]
     assert len(done_before) >= 1 and running_before  # killed mid-search, mid-trial
     ledger_before = Ledger(run / "ledger.jsonl").entries
+
+    # Before any resume: `nas status` says the driver is gone, its trials interrupted,
+    # and the watcher the driver started (nas.reaper) has killed its Ray processes.
+    status = subprocess.run([sys.executable, "-m", "nas.cli", "status", str(run)],
+                            capture_output=True, text=True, timeout=600)
+    assert status.returncode == 0, status.stderr
+    assert (f"driver    gone (pid {proc.pid} on " in status.stdout
+            and f"its {len(running_before)} running trial(s) are interrupted; resume with: "
+            f"nas search --resume {run}" in status.stdout), status.stdout
+    assert ", 0 running," in status.stdout
+    deadline = time.monotonic() + 60  # the watcher polls every 2 s; a hang guard
+    while [p for p in ray_procs if process_alive(p["pid"], p["start"])]:
+        assert time.monotonic() < deadline, "the dead driver's Ray processes outlived it"
+        time.sleep(0.5)
 
     assert main(["search", "--resume", str(run)]) == 0
 
