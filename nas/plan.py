@@ -272,6 +272,8 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
 
     started = time.perf_counter()
     study = load_study(study)
+    profile_ref = device_profile or study.resources.device_profile
+    profile = load_profile(profile_ref) if profile_ref else None  # a bad one fails first
     warnings: list[str] = []
     budget_text = budget if budget is not None else study.budget
     bud = None
@@ -307,8 +309,6 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
                         "constraints (params, macs, estimated memory): check the limits")
 
     dev = resolve_device(device)
-    profile_ref = device_profile or study.resources.device_profile
-    profile = load_profile(profile_ref) if profile_ref else None
     profile_info = None
     if profile is not None:
         profile_info, notes = pp.profile_info(profile, study)
