@@ -172,9 +172,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         plot(summary, out.with_suffix(".png"))
     e = summary["abs_relative_error"]
     if ok:
+        rho = "n/a" if summary["spearman"] is None else f"{summary['spearman']:.3f}"
         print(f"{len(ok)} specs on {summary['device_name']}: |relative error| median "
               f"{e['median']:.1%}, p90 {e['p90']:.1%}, worst {e['max']:.1%}; Spearman "
-              f"{summary['spearman']:.3f} -> {out}")
+              f"{rho} -> {out}")
     return summary
 
 

@@ -132,8 +132,9 @@ def test_gpu_study_without_gpu_or_profile_is_not_priced_from_the_cpu():
 
 
 def test_dry_run_prices_a_gpu_study_from_a_profile(measured, tmp_path):
+    # A CPU profile prices CIFAR-10 trials at hours each: a large budget pays for some.
     r = nas("search", "cifar10-eaanet", "--dry-run", "--json", "--device-profile",
-            str(measured))
+            str(measured), "--budget", "100000gpuh")
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
     m = plan["measurement"]
@@ -142,7 +143,9 @@ def test_dry_run_prices_a_gpu_study_from_a_profile(measured, tmp_path):
     spec = next(s for s in sample_specs(study, 8) if s.name == m["spec"])
     assert m["step_s"] == pytest.approx(
         predict_step_s(spec, load_profile(measured), study.training.batch_size)["step_s"])
-    assert plan["expected_trials"] is not None and plan["expected_trials"] > 0
+    t = plan["trial"]
+    assert t["step_s"] == pytest.approx(m["step_s_at_train_batch"] * t["macs_scale"])
+    assert plan["expected_trials"] == int(100000 * 3600 / t["expected_device_s"])
     assert any("profile is of a CPU" in w for w in plan["warnings"])
     text = nas("search", "cifar10-eaanet", "--dry-run", "--device-profile", str(measured))
     assert f"priced    with device profile {measured}" in text.stdout
