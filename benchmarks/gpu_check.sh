@@ -82,7 +82,7 @@ print(json.dumps(info))"
 step cuda_tests 100 "$PY" -m pytest -q -rs tests/nas/test_cuda.py --junitxml="$OUT/cuda_tests.xml"
 
 if [ "$DRY" = 1 ]; then  # CPU trials, a few of them; no giant baseline (a host OOM)
-  step search 60 "$PY" -c "
+  step search 120 "$PY" -c "
 import yaml
 from nas.search import run_search
 s = yaml.safe_load(open('benchmarks/gpu_check/study.yaml'))
@@ -91,7 +91,7 @@ s['data']['synthetic'].update(train=128, val=32, size=[16, 16])
 s['space']['input']['size'] = [16, 16]
 s['training'].update(epochs=1, batch_size=32)
 s['measure'].update(batch_size=1, warmup=0, repeats=1)
-s['budget'] = '3trials'
+s['budget'] = '2trials'
 s['baselines'] = []
 run_search(s, run_dir='$OUT/search', progress=False)"
 else
@@ -112,7 +112,7 @@ if [ "$DRY" = 1 ]; then
   step latency_fidelity 45 "$PY" benchmarks/latency_fidelity.py --device cpu --batch 1 \
     --zoo resnet18-cifar --studies digits --samples 1 --warmup 0 --repeats 1 --no-rss \
     --out "$OUT/latency_fidelity.json"
-  step attention_scaling 45 "$PY" benchmarks/attention_scaling.py --device cpu \
+  step attention_scaling 60 "$PY" benchmarks/attention_scaling.py --device cpu \
     --parts kernels --kernels full linear --sizes 8 --min-repeats 1 --time-budget 0.1 \
     --out "$OUT/attention_scaling.json"
 else

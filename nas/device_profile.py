@@ -19,7 +19,7 @@ A profile (YAML, written by ``nas profile-device`` on the device it describes, s
 :func:`predict_step_s` prices a spec at a batch: ``overhead_s`` + the stem + for every
 block its type's time at the block's work (MACs x batch), interpolated log-log between
 the measured points (beyond the largest point time grows linearly with the work; below
-the smallest it stays at that point's time, kernels being launch-bound there).
+the smallest it follows the first segment's slope, at most linearly, at least flat).
 benchmarks/profile_fidelity.py measures how close that is to real step times.
 """
 
@@ -119,10 +119,15 @@ def block_key(node: dict[str, Any], profile: dict[str, Any]) -> str:
 def curve_seconds(points: list[dict[str, Any]], work: float, batch: int) -> float:
     """Seconds of one step of a block with ``work`` MACs (x images) from its points
     (each measured at ``batch`` images): log-log interpolation, linear beyond the last
-    point, flat below the first."""
+    point; below the first, the first segment's log-log slope clamped to [0, 1] (0:
+    launch-bound, flat; 1: still proportional to the work)."""
     pts = sorted((p["macs"] * batch, p["seconds"]) for p in points)
     if work <= pts[0][0]:
-        return pts[0][1]
+        if len(pts) < 2 or pts[1][0] == pts[0][0]:
+            return pts[0][1]
+        (w0, s0), (w1, s1) = pts[0], pts[1]
+        slope = min(1.0, max(0.0, math.log(s1 / s0) / math.log(w1 / w0)))
+        return s0 * (work / w0) ** slope
     if work >= pts[-1][0]:
         return pts[-1][1] * work / pts[-1][0]
     for (w0, s0), (w1, s1) in zip(pts, pts[1:], strict=False):

@@ -24,8 +24,10 @@ from torch import nn
 from .device_profile import MIN_POINT_S, PROFILE_VERSION
 
 #: (map side, channels) points: along the usual pyramids (large maps, few channels)
-#: plus a neighbour each, so a curve spans a decade or more of work.
-CPU_GRID = ((32, 32), (32, 64), (16, 64), (16, 128), (8, 128), (8, 256), (4, 256), (4, 512))
+#: plus a neighbour each, so a curve spans a decade or more of work; the small ones
+#: (8x8 maps of 16-32 channels, 4x4 and 2x2 maps) are the launch-bound end.
+CPU_GRID = ((32, 32), (32, 64), (16, 64), (16, 128), (8, 128), (8, 256), (4, 256), (4, 512),
+            (8, 16), (8, 32), (4, 64), (2, 128))
 GPU_GRID = CPU_GRID + ((64, 64), (56, 128), (28, 256), (28, 512), (14, 512), (14, 1024),
                        (7, 1024), (7, 2048))
 #: the small grid of ``--quick`` (tests, dry runs of benchmarks/gpu_check.sh).

@@ -57,12 +57,17 @@ def linear_profile(rate: float = 1e-9, overhead: float = 0.01) -> dict:
                        "peak_over_estimate": 1.2}}
 
 
-def test_curve_interpolates_log_log_and_extends_linearly_and_flat():
+def test_curve_interpolates_log_log_and_extends_linearly_and_by_the_first_slope():
     points = [{"macs": 10, "seconds": 1.0}, {"macs": 1000, "seconds": 10.0}]
     assert curve_seconds(points, 10 * 2, batch=2) == pytest.approx(1.0)
     assert curve_seconds(points, 100 * 2, batch=2) == pytest.approx(10 ** 0.5)  # log-log mid
     assert curve_seconds(points, 4000 * 2, batch=2) == pytest.approx(40.0)  # linear beyond
-    assert curve_seconds(points, 1 * 2, batch=2) == pytest.approx(1.0)  # flat below
+    # Below: the first segment's slope (0.5 in log-log).
+    assert curve_seconds(points, 0.1 * 2, batch=2) == pytest.approx(0.1)
+    flat = [{"macs": 10, "seconds": 2.0}, {"macs": 1000, "seconds": 1.0}]  # noisy: slope < 0
+    assert curve_seconds(flat, 1 * 2, batch=2) == pytest.approx(2.0)
+    steep = [{"macs": 10, "seconds": 1.0}, {"macs": 20, "seconds": 8.0}]  # slope 3 -> 1
+    assert curve_seconds(steep, 5 * 2, batch=2) == pytest.approx(0.5)
 
 
 def test_prediction_sums_overhead_stem_and_each_block_on_its_own_curve():
