@@ -145,7 +145,12 @@ def crop_flip(x: torch.Tensor, generator: torch.Generator | None = None,
               pad: int = CROP_PAD) -> torch.Tensor:
     """Random crop of each image from its zero-padded copy plus a random horizontal flip,
     for a whole batch at once (torchvision's RandomCrop(padding) + RandomHorizontalFlip).
-    Random numbers are drawn on the CPU from ``generator`` so runs repeat exactly."""
+    Random numbers are drawn on the CPU from ``generator`` so runs repeat exactly.
+
+    Same distribution as torchvision's PIL path (uniform offsets in [0, 2 pad], flip with
+    probability 1/2: tests/nas/test_fast_path.py), not the same images for a seed:
+    torchvision draws (offset, offset, flip) image by image from the global generator in
+    DataLoader order, this draws each quantity for the whole batch in turn."""
     b, _, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad)).permute(0, 2, 3, 1)  # (B, H+2p, W+2p, C)
     dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
