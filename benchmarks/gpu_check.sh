@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the toolkit claims about GPUs, checked on one real GPU in about 7 minutes
-# (the steps' time limits add up to 9.7; each is capped so the others still run;
+# (the steps' time limits add up to 10.5 minutes; each is capped so the others still run;
 # GPU_CHECK_LIMIT_SCALE multiplies them, 8 by default in a dry run).
 #
 #   bash benchmarks/gpu_check.sh                    # on a machine with a CUDA GPU
@@ -12,7 +12,7 @@
 #   steps.jsonl              one line per step: name, exit code, seconds, timed out
 #   logs/<step>.log          each step's output
 #   cuda_tests.xml           the CUDA-only tests (tests/nas/test_cuda.py), JUnit XML
-#   search/ + search.json    a ~3 min real search, gpus_per_trial: auto, several trials
+#   search/ + search.json    a ~2.5 min real search, gpus_per_trial: auto, several trials
 #                            on the GPU at once, a giant baseline that runs out of memory
 #   train_throughput.{json,png}, device_profile.yaml, profile_fidelity.{json,png},
 #   latency_fidelity.{json,png}, attention_scaling.{json,png}
@@ -95,7 +95,7 @@ s['budget'] = '2trials'
 s['baselines'] = []
 run_search(s, run_dir='$OUT/search', progress=False)"
 else
-  step search 170 "$PY" -m nas.cli search benchmarks/gpu_check/study.yaml \
+  step search 150 "$PY" -m nas.cli search benchmarks/gpu_check/study.yaml \
     --out "$OUT/search" --with-baselines
 fi
 step search_summary 30 "$PY" benchmarks/_gpu_search_summary.py "$OUT/search" "$OUT/search.json"
@@ -118,7 +118,7 @@ if [ "$DRY" = 1 ]; then
 else
   step train_throughput 60 "$PY" benchmarks/train_throughput.py --device cuda --json \
     --steps 60 --out "$OUT/train_throughput.json"
-  step profile_device 50 "$PY" -m nas.cli profile-device --device cuda \
+  step profile_device 75 "$PY" -m nas.cli profile-device --device cuda \
     --out "$OUT/device_profile.yaml"
   if [ -f "$OUT/device_profile.yaml" ]; then
     name=$("$PY" -c "
@@ -126,8 +126,8 @@ import re, torch
 print(re.sub(r'[^a-z0-9]+', '-', torch.cuda.get_device_name(0).lower()).strip('-'))")
     cp "$OUT/device_profile.yaml" "nas/profiles/$name.yaml"
   fi
-  step profile_fidelity 35 "$PY" benchmarks/profile_fidelity.py --device cuda \
-    --profile "$OUT/device_profile.yaml" --samples 4 --out "$OUT/profile_fidelity.json"
+  step profile_fidelity 60 "$PY" benchmarks/profile_fidelity.py --device cuda \
+    --profile "$OUT/device_profile.yaml" --samples 5 --out "$OUT/profile_fidelity.json"
   step latency_fidelity 35 "$PY" benchmarks/latency_fidelity.py --device cuda --batch 8 \
     --zoo resnet18-cifar aa-resnet18-cifar eaanet-concat-longformer resnet50 aa-resnet50 \
     --samples 2 --repeats 10 --out "$OUT/latency_fidelity.json"

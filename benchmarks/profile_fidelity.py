@@ -30,8 +30,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 CPU_STUDIES = ("digits", "cifar10-eaanet", "cifar100-atc")
-GPU_STUDIES = ("cifar10-eaanet", "cifar100-atc", "cifar100-wrn-aa", "tinyimagenet-wrn",
-               "imagenet-resnet50")
+GPU_STUDIES = ("cifar10-eaanet", "cifar100-atc", "cifar100-wrn-aa", "imagenet-resnet50")
 DEFAULT_CPU_PROFILE = HERE.parent / "nas" / "profiles" / "cpu-1thread.yaml"
 
 
