@@ -141,11 +141,16 @@ def curve_seconds(points: list[dict[str, Any]], work: float, batch: int) -> floa
 
 def predict_step_s(spec: Any, profile: dict[str, Any], batch: int) -> dict[str, Any]:
     """Predicted seconds of one training step of ``spec`` at ``batch`` on the profile's
-    device, and its parts (overhead, stem, blocks)."""
+    device, its parts (overhead, stem, blocks), and ``beyond_measured_x``: how far the
+    largest block's work lies beyond its curve's largest measured point (1 = within)."""
     graph = spec.graph(costs=True)
     base = int(profile["setting"]["batch"])
 
+    beyond = [1.0]  # the largest work / the largest measured point's work
+
     def seconds(key: str, macs: int) -> float:
+        largest = max(p["macs"] for p in profile["blocks"][key]) * base
+        beyond[0] = max(beyond[0], macs * batch / largest)
         return curve_seconds(profile["blocks"][key], macs * batch, base)
 
     parts = {"overhead": float(profile["overhead_s"]), "stem": 0.0, "blocks": 0.0}
@@ -154,7 +159,8 @@ def predict_step_s(spec: Any, profile: dict[str, Any], batch: int) -> dict[str, 
             parts["stem"] = seconds("stem", int(node["macs"]))
         elif node["type"] not in ("input", "stem", "head", "output"):
             parts["blocks"] += seconds(block_key(node, profile), int(node["macs"]))
-    return {"step_s": sum(parts.values()), **{f"{k}_s": v for k, v in parts.items()}}
+    return {"step_s": sum(parts.values()), **{f"{k}_s": v for k, v in parts.items()},
+            "beyond_measured_x": beyond[0]}
 
 
 def predicted_peak_bytes(estimate_bytes: float, profile: dict[str, Any]) -> float:

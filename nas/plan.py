@@ -314,6 +314,7 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
         profile_info, notes = pp.profile_info(profile, study)
         warnings += notes
         measured = pp.price_with_profile(typical.spec, study, profile)
+        warnings += [w for w in [pp.extrapolation_warning(measured)] if w]
     elif measure and pp.trains_on_gpu(study) and dev.type != "cuda":
         measured = None
         warnings.append(pp.no_profile_warning(study))

@@ -22,6 +22,8 @@ from .study import Study
 
 #: inference of one image costs about this fraction of a training step's image.
 INFERENCE_FRACTION = 1.0 / 3.0
+#: warn when a block's work is more than this many times the largest measured point's.
+EXTRAPOLATION_WARN_X = 4.0
 
 
 def trains_on_gpu(study: Study) -> bool:
@@ -43,12 +45,25 @@ def price_with_profile(spec: Any, study: Study, profile: dict[str, Any]) -> dict
     step = predict_step_s(spec, profile, batch)
     latency = predict_step_s(spec, profile, study.measure.batch_size)["step_s"]
     s = profile["setting"]
+    parts = {k: v for k, v in step.items() if k not in ("step_s", "beyond_measured_x")}
     return {"spec": spec.name, "batch": batch, "step_s": step["step_s"],
+            "beyond_measured_x": step["beyond_measured_x"],
             "step_s_at_train_batch": step["step_s"],
             "latency_ms": latency * INFERENCE_FRACTION * 1e3,
             "precision": s["precision"], "channels_last": s["channels_last"],
             "threads": profile["device"].get("threads"), "source": "device profile",
-            "parts_s": {k: v for k, v in step.items() if k != "step_s"}}
+            "parts_s": parts}
+
+
+def extrapolation_warning(measured: dict[str, Any]) -> str | None:
+    """A warning when the typical candidate's blocks lie far beyond the profile's grid
+    (the curves are then extended linearly: a rough price)."""
+    x = measured.get("beyond_measured_x", 1.0)
+    if x <= EXTRAPOLATION_WARN_X:
+        return None
+    return (f"the typical candidate's largest block is {x:.0f}x the work of the "
+            "profile's largest measured point: the price extrapolates the profile "
+            "linearly; measure a profile with maps and channels like this study's")
 
 
 def profile_info(profile: dict[str, Any], study: Study) -> tuple[dict[str, Any], list[str]]:

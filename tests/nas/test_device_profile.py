@@ -86,6 +86,11 @@ def test_prediction_sums_overhead_stem_and_each_block_on_its_own_curve():
     got = predict_step_s(spec, profile, batch=16)
     assert got["step_s"] == pytest.approx(expected, rel=1e-6)
     assert got["overhead_s"] == 0.01 and got["blocks_s"] > got["stem_s"] > 0
+    largest = max(node["macs"] for _, node in graph.nodes(data=True)) * 16
+    assert got["beyond_measured_x"] == pytest.approx(max(1.0, largest / (1e9 * 4)))
+    small = dict(profile, blocks={k: [dict(p, macs=p["macs"] // 1000) for p in v]
+                                  for k, v in profile["blocks"].items()})
+    assert predict_step_s(spec, small, batch=16)["beyond_measured_x"] > 4
 
 
 def test_block_key_prefers_the_attention_curve_and_names_a_missing_type():
