@@ -7,10 +7,15 @@ validation split is a FIXED part of the training set (``val_fraction``, permutat
 seeded by ``split_seed``): a search must never look at a test set.
 
 Small datasets (digits, CIFAR, synthetic) are kept in memory as tensors
-(:class:`TensorData`) and iterated by plain index batching, with augmentation done on
-whole batches (on the GPU when training there): DataLoader worker processes cost seconds
-to start on a 2-core machine, more than a digits epoch. Image folders are read through a
-torch DataLoader. :func:`batches` iterates either kind the same way.
+(:class:`TensorData`, uint8 where the source is 8-bit) and iterated by plain index
+batching, with augmentation done on whole batches as tensor ops (on the GPU when training
+there) and the normalisation fused into the uint8 -> float conversion: DataLoader worker
+processes cost seconds to start on a 2-core machine, more than a digits epoch, and a
+per-image PIL pipeline bounds a GPU trial. The memory rule: the whole split moves to the
+training device once when it takes at most ``DEVICE_DATA_FRACTION`` of the device's free
+memory (always on the CPU); otherwise it stays in (pinned) host memory and each batch is
+gathered there and copied over. Image folders are read through a torch DataLoader.
+:func:`batches` iterates either kind the same way.
 
 ``cached_data`` keeps one loaded bundle per process so a worker that runs many trials
 loads its dataset once.
@@ -37,6 +42,9 @@ CROP_PAD = 4
 #: ImageNet statistics, used for image folders (computing them would read every file).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: a TensorData split is held on a GPU when it takes at most this share of its free
+#: memory (the rest is for the trials: several may share the GPU).
+DEVICE_DATA_FRACTION = 0.25
 
 
 @dataclass
@@ -81,38 +89,68 @@ class TensorData:
         x = (self.x[i : i + 1].float() * self.scale - self.mean) / self.std
         return x[0], int(self.y[i])
 
+    @property
+    def nbytes(self) -> int:
+        return self.x.numel() * self.x.element_size() + self.y.numel() * 8
+
+    def placement(self, device: Any) -> str:
+        """"device" (the split is held on ``device``) or "host" (batches are copied)."""
+        return "device" if fits_on_device(self.nbytes, torch.device(device)) else "host"
+
     def _tensors(self, device: torch.device) -> tuple[torch.Tensor, ...]:
-        # One copy per device: the whole set moves to the GPU once, not every epoch.
+        # One copy per device: the whole set moves to the GPU once, not every epoch;
+        # a split too large for the rule stays on the host (pinned for async copies).
         key = str(device)
         if key not in self._on_device:
-            self._on_device[key] = tuple(t.to(device) for t in (
-                self.x, self.y, self.mean, self.std))
+            held = device if self.placement(device) == "device" else torch.device("cpu")
+            x, y = self.x.to(held), self.y.to(held)
+            if held.type == "cpu" and device.type == "cuda":
+                x, y = x.pin_memory(), y.pin_memory()
+            # Normalisation fused with the scaling: x * (scale / std) - mean / std.
+            gain = (self.scale / self.std).to(device)
+            shift = (-self.mean / self.std).to(device)
+            self._on_device[key] = (x, y, gain, shift)
         return self._on_device[key]
 
     def batches(self, batch_size: int, *, shuffle: bool = False,
                 generator: torch.Generator | None = None, device: Any = "cpu",
                 drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         device = torch.device(device)
-        x, y, mean, std = self._tensors(device)
+        x, y, gain, shift = self._tensors(device)
         n = len(y)
-        order = torch.randperm(n, generator=generator).to(device) if shuffle else None
+        order = torch.randperm(n, generator=generator).to(x.device) if shuffle else None
         steps = n // batch_size if drop_last and n >= batch_size else math.ceil(n / batch_size)
         for i in range(steps):
             sl = slice(i * batch_size, min((i + 1) * batch_size, n))
             idx = order[sl] if order is not None else sl
-            xb = x[idx].float()
-            if self.scale != 1.0:
-                xb = xb * self.scale
-            if self.augment:
+            xb, yb = x[idx], y[idx]
+            if xb.device != device:  # held on the host: copy this batch only
+                xb = xb.to(device, non_blocking=True)
+                yb = yb.to(device, non_blocking=True)
+            if self.augment:  # on the raw values (uint8 stays uint8): zero padding = 0
                 xb = crop_flip(xb, generator)
-            yield (xb - mean) / std, y[idx]
+            yield torch.addcmul(shift, xb.float(), gain), yb
+
+
+def fits_on_device(nbytes: int, device: torch.device) -> bool:
+    """The memory rule of :class:`TensorData`: always on the CPU (the split is in host
+    memory already); on a GPU when ``nbytes`` <= DEVICE_DATA_FRACTION x free memory."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= DEVICE_DATA_FRACTION * free
 
 
 def crop_flip(x: torch.Tensor, generator: torch.Generator | None = None,
               pad: int = CROP_PAD) -> torch.Tensor:
     """Random crop of each image from its zero-padded copy plus a random horizontal flip,
     for a whole batch at once (torchvision's RandomCrop(padding) + RandomHorizontalFlip).
-    Random numbers are drawn on the CPU from ``generator`` so runs repeat exactly."""
+    Random numbers are drawn on the CPU from ``generator`` so runs repeat exactly.
+
+    Same distribution as torchvision's PIL path (uniform offsets in [0, 2 pad], flip with
+    probability 1/2: tests/nas/test_fast_path.py), not the same images for a seed:
+    torchvision draws (offset, offset, flip) image by image from the global generator in
+    DataLoader order, this draws each quantity for the whole batch in turn."""
     b, _, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad)).permute(0, 2, 3, 1)  # (B, H+2p, W+2p, C)
     dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
@@ -225,7 +263,7 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor]:
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1)
+    x = torch.tensor(d.images, dtype=torch.uint8).unsqueeze(1)  # whole numbers 0..16
     return x, torch.tensor(d.target, dtype=torch.long)
 
 

@@ -263,14 +263,20 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
               concurrency: int | None = None, data_dir: str | os.PathLike | None = None,
               address: str | None = None, storage: str | None = None,
               samples: int = SAMPLES, seed: int = 0, device: str = "auto",
-              spent: float = 0.0, measure: bool = True) -> dict[str, Any]:
+              spent: float = 0.0, measure: bool = True,
+              device_profile: str | None = None) -> dict[str, Any]:
     """The dry-run plan as plain values (``--json`` prints it as is). ``spent``: budget
-    already spent, in base units (a resumed run)."""
+    already spent, in base units (a resumed run). ``device_profile`` (else the study's
+    ``resources.device_profile``): price the trial from it (:mod:`nas.plan_profile`)."""
+    from . import plan_profile as pp
     from .cluster import decide_auto, trial_resources, trials_per_gpu
+    from .device_profile import load_profile
     from .train import resolve_device
 
     started = time.perf_counter()
     study = load_study(study)
+    profile_ref = device_profile or study.resources.device_profile
+    profile = load_profile(profile_ref) if profile_ref else None  # a bad one fails first
     warnings: list[str] = []
     budget_text = budget if budget is not None else study.budget
     bud = None
@@ -312,12 +318,24 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
                         "constraints (params, macs, estimated memory): check the limits")
 
     dev = resolve_device(device)
-    measured = measure_step(typical.spec, study, dev) if measure else None
+    profile_info = None
+    if profile is not None:
+        profile_info, notes = pp.profile_info(profile, study)
+        warnings += notes
+        measured = pp.price_with_profile(typical.spec, study, profile)
+        warnings += [w for w in [pp.extrapolation_warning(measured)] if w]
+    elif measure and pp.trains_on_gpu(study) and dev.type != "cuda":
+        measured = None
+        warnings.append(pp.no_profile_warning(study))
+    else:
+        measured = measure_step(typical.spec, study, dev) if measure else None
 
     res = trial_resources(study)
     resources = res.to_dict()
     if res.source == "auto":
-        if dev.type == "cuda":
+        if profile is not None and profile["device"]["type"] == "cuda":
+            resources.update(pp.auto_resources(drawn, profile))
+        elif dev.type == "cuda":
             decided = decide_auto(study)
             resources = decided.to_dict()
             if "warning" in decided.detail:
@@ -378,6 +396,7 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
         "study": {"name": study.name, "source": study.source,
                   "description": study.description},
         "device": device_info(dev),
+        "profile": profile_info,
         "data": data,
         "space": space_info,
         "objectives": [{"metric": o.metric, "direction": o.direction}
@@ -443,7 +462,8 @@ def dry_run(args: Any) -> int:
             if budget else 0.0
     plan = make_plan(study, budget=budget, concurrency=args.concurrency,
                      data_dir=args.data_dir, address=args.address, storage=storage,
-                     seed=args.seed or 0, spent=spent, device=args.device)
+                     seed=args.seed or 0, spent=spent, device=args.device,
+                     device_profile=getattr(args, "device_profile", None))
     print(json.dumps(plan, indent=2, default=str) if args.json else format_plan(plan))
     return 0
 
@@ -490,7 +510,14 @@ def format_plan(plan: dict[str, Any]) -> str:
                  + (f", ASHA grace {f['grace_epochs']} reduction {f['reduction_factor']:g}"
                     if f["scheduler"] == "asha" else ", no early stopping"))
     dev, m = plan["device"], plan["measurement"]
-    if m is not None:
+    if plan.get("profile"):
+        lines.append(f"priced    with device profile {plan['profile']['path']}: "
+                     f"{plan['profile']['describe']}")
+    if m is not None and m.get("source") == "device profile":
+        lines.append(f"predicted {m['spec']} {m['step_s']:.3g} s per training step at batch "
+                     f"{m['batch']}, ~{m['latency_ms']:.3g} ms latency (profile, not timed "
+                     "here)")
+    elif m is not None:
         lines.append(f"measured  on {dev['name']} ({dev['type']}, {m['precision']}): "
                      f"{m['spec']} {m['step_s']:.3g} s per training step at batch "
                      f"{m['batch']}, {m['latency_ms']:.3g} ms latency")

@@ -86,6 +86,9 @@ class TrainingConfig:
     channels_last: bool | str = "auto"  # auto = on CUDA only
     max_steps_per_epoch: int | None = None
     eval_batch_size: int = 256
+    #: torch.compile the model for training (off by default: compiling costs tens of
+    #: seconds per candidate, see benchmarks/train_throughput.py for what it pays back).
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,9 @@ class ResourcesConfig:
     cpus_per_trial: float = 1
     #: 0, a fraction in (0, 1], a whole number, or "auto" (nas.cluster decides).
     gpus_per_trial: float | str = 0
+    #: the device profile (``nas profile-device``: a YAML path or a shipped profile name)
+    #: that ``--dry-run`` prices a trial with on a machine without the study's device.
+    device_profile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -298,7 +304,7 @@ def parse_study(raw: Any, base_dir: Path | None = None) -> Study:
     sampler = _parse_sampler(raw.get("sampler", {}), f"{p}.sampler")
     resources_ = ResourcesConfig(**_section(raw.get("resources", {}), f"{p}.resources", {
         "concurrency": _pos_int, "cpus_per_trial": _pos_number,
-        "gpus_per_trial": _gpus}))
+        "gpus_per_trial": _gpus, "device_profile": _opt(_string)}))
     fidelity = _parse_fidelity(raw.get("fidelity", {}), f"{p}.fidelity", training,
                                objectives)
     budget = _parse_budget(raw.get("budget"), f"{p}.budget")
@@ -351,7 +357,8 @@ def _parse_training(raw: Any, p: str) -> TrainingConfig:
         "warmup_epochs": _nonneg_number, "milestones": _milestones, "gamma": _unit_gamma,
         "label_smoothing": _fraction_excl_one,
         "precision": _choice(("auto", "fp32", "bf16")), "channels_last": _auto_bool,
-        "max_steps_per_epoch": _opt(_pos_int), "eval_batch_size": _pos_int})
+        "max_steps_per_epoch": _opt(_pos_int), "eval_batch_size": _pos_int,
+        "compile": _bool})
     cfg = TrainingConfig(**values)
     if cfg.warmup_epochs >= cfg.epochs and cfg.warmup_epochs > 0:
         raise UserError(f"{p}.warmup_epochs: {cfg.warmup_epochs!r} must be less than "
@@ -643,6 +650,12 @@ def _size_pair(v: Any) -> tuple[int, int]:
     if _is_int(v):
         return (int(v), int(v))
     return (int(v[0]), int(v[1]))
+
+
+def _bool(v: Any, p: str) -> bool:
+    if isinstance(v, bool):
+        return v
+    raise UserError(f"{p}: {v!r} is not allowed; allowed: true, false")
 
 
 def _auto_bool(v: Any, p: str) -> bool | str:

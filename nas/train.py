@@ -4,7 +4,8 @@ reporting validation accuracy and training loss after every epoch.
 ``train(model, data, cfg, ...)`` is deterministic for a given seed on the CPU (model
 initialisation is the caller's: seed with :func:`seed_everything` before building). On
 CUDA it trains under bf16 autocast with channels_last memory when the study says
-``auto``. A NaN or infinite loss raises :class:`Diverged` so the trial stops at once
+``auto``, and under ``torch.compile`` when the study says ``compile: true``. A NaN or
+infinite loss raises :class:`Diverged` so the trial stops at once
 instead of training garbage for the rest of its epochs. ``on_epoch(epoch, metrics)``
 is called after each epoch; returning True stops training (what ASHA asks).
 """
@@ -179,6 +180,8 @@ def train(model: nn.Module, data: DataBundle, cfg: TrainingConfig, *,
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    # The compiled wrapper shares the parameters; checkpoints keep the plain module.
+    step_model = torch.compile(model) if cfg.compile else model
     optimizer = make_optimizer(model, cfg)
     per_epoch = steps_per_epoch(len(data.train), cfg)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -204,7 +207,7 @@ def train(model: nn.Module, data: DataBundle, cfg: TrainingConfig, *,
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with _autocast(device, precision):
-                loss = criterion(model(xb).float(), yb)
+                loss = criterion(step_model(xb).float(), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -216,13 +219,14 @@ def train(model: nn.Module, data: DataBundle, cfg: TrainingConfig, *,
             if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
                 break
         _check_finite(loss_sum, epoch, steps)
+        train_epoch_s = time.perf_counter() - t0  # _check_finite synchronised the device
         accuracy, val_loss = evaluate(model, data.val, device=device,
                                       batch_size=cfg.eval_batch_size, precision=precision,
                                       channels_last=channels_last, workers=workers)
         metrics = {"epoch": epoch, "accuracy": accuracy, "val_loss": val_loss,
                    "train_loss": float(loss_sum) / max(1, steps),
                    "lr": optimizer.param_groups[0]["lr"], "steps": steps,
-                   "epoch_s": time.perf_counter() - t0}
+                   "train_epoch_s": train_epoch_s, "epoch_s": time.perf_counter() - t0}
         result.history.append(metrics)
         result.epochs_done = epoch
         stop = on_epoch is not None and on_epoch(epoch, dict(metrics)) is True

@@ -6,4 +6,4 @@ Add a verb by listing its module name in ``VERBS``.
 """
 
 VERBS: list[str] = ["zoo", "build", "show", "search", "status", "pareto", "train", "export", "rank",
-                    "report"]
+                    "report", "profile_device"]

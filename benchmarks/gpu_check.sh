@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Everything the toolkit claims about GPUs, checked on one real GPU in about 7 minutes
+# (the steps' time limits add up to 10.5 minutes; each is capped so the others still run;
+# GPU_CHECK_LIMIT_SCALE multiplies them, 8 by default in a dry run).
+#
+#   bash benchmarks/gpu_check.sh                    # on a machine with a CUDA GPU
+#   GPU_CHECK_DRY=1 bash benchmarks/gpu_check.sh    # CPU dry run: every step, tiny, on
+#                                                   # the CPU, into a temporary folder
+#
+# Writes benchmarks/results/cuda/ (dry run: $GPU_CHECK_OUT or a new temp folder):
+#   env.json                 device name, memory, torch, CUDA and cuDNN versions, date
+#   steps.jsonl              one line per step: name, exit code, seconds, timed out
+#   logs/<step>.log          each step's output
+#   cuda_tests.xml           the CUDA-only tests (tests/nas/test_cuda.py), JUnit XML
+#   search/ + search.json    a ~2.5 min real search, gpus_per_trial: auto, several trials
+#                            on the GPU at once, a giant baseline that runs out of memory
+#   train_throughput.{json,png}, device_profile.yaml, profile_fidelity.{json,png},
+#   latency_fidelity.{json,png}, attention_scaling.{json,png}
+# and copies the measured profile to nas/profiles/<gpu name>.yaml (not in a dry run).
+# Each step runs under `timeout`, so a slow one cannot eat the others, and a failing
+# step is recorded and the script goes on; the exit code is the number of failed steps.
+# Steps run in order of importance, in case the GPU time is cut short.
+set -u
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+[ -x "$PY" ] || PY=python
+DRY=${GPU_CHECK_DRY:-0}
+if [ "$DRY" = 1 ]; then
+  OUT=${GPU_CHECK_OUT:-$(mktemp -d -t gpu-check-dry-XXXX)}
+  DEV=cpu
+  SCALE=${GPU_CHECK_LIMIT_SCALE:-8}  # a shared CPU is slow to even import torch
+else
+  OUT=benchmarks/results/cuda
+  DEV=cuda
+  SCALE=${GPU_CHECK_LIMIT_SCALE:-1}
+  "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || {
+    echo "gpu_check: no CUDA GPU here (torch.cuda.is_available() is False); for a CPU dry" \
+         "run use GPU_CHECK_DRY=1" >&2; exit 2; }
+fi
+mkdir -p "$OUT/logs"
+: > "$OUT/steps.jsonl"
+FAILED=0
+START=$(date +%s)
+
+# step NAME LIMIT_S COMMAND...: run it under timeout, log it, record how it went.
+step() {
+  local name=$1 limit=$(( $2 * SCALE )); shift 2
+  local t0 rc
+  t0=$(date +%s)
+  echo "== $name (limit ${limit}s)" >&2
+  timeout --kill-after=15 "$limit" "$@" > "$OUT/logs/$name.log" 2>&1
+  rc=$?
+  local secs=$(( $(date +%s) - t0 ))
+  local timed_out=false
+  { [ $rc -eq 124 ] || [ $rc -eq 137 ]; } && timed_out=true
+  printf '{"step": "%s", "rc": %d, "seconds": %d, "timed_out": %s, "limit_s": %d}\n' \
+    "$name" "$rc" "$secs" "$timed_out" "$limit" >> "$OUT/steps.jsonl"
+  if [ $rc -ne 0 ]; then
+    FAILED=$((FAILED + 1))
+    echo "   FAILED rc=$rc after ${secs}s (timed out: $timed_out); tail of the log:" >&2
+    tail -n 5 "$OUT/logs/$name.log" >&2
+  else
+    echo "   ok in ${secs}s" >&2
+  fi
+}
+
+step env 45 "$PY" -c "
+import datetime, json, platform, torch
+from search_space.measure import device_name
+dev = torch.device('$DEV')
+info = {'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+        'device': '$DEV', 'device_name': device_name(dev), 'torch': str(torch.__version__),
+        'cuda': torch.version.cuda, 'cudnn': torch.backends.cudnn.version(),
+        'python': platform.python_version(), 'dry_run': $DRY == 1}
+if dev.type == 'cuda':
+    p = torch.cuda.get_device_properties(dev)
+    info.update(memory_mb=p.total_memory / 2**20, capability=f'{p.major}.{p.minor}',
+                gpus=torch.cuda.device_count())
+open('$OUT/env.json', 'w').write(json.dumps(info, indent=1))
+print(json.dumps(info))"
+
+step cuda_tests 100 "$PY" -m pytest -q -rs tests/nas/test_cuda.py --junitxml="$OUT/cuda_tests.xml"
+
+if [ "$DRY" = 1 ]; then  # CPU trials, a few of them; no giant baseline (a host OOM)
+  step search 120 "$PY" -c "
+import yaml
+from nas.search import run_search
+s = yaml.safe_load(open('benchmarks/gpu_check/study.yaml'))
+s['resources'] = {'concurrency': 2, 'cpus_per_trial': 1, 'gpus_per_trial': 0}
+s['data']['synthetic'].update(train=128, val=32, size=[16, 16])
+s['space']['input']['size'] = [16, 16]
+s['training'].update(epochs=1, batch_size=32)
+s['measure'].update(batch_size=1, warmup=0, repeats=1)
+s['budget'] = '2trials'
+s['baselines'] = []
+run_search(s, run_dir='$OUT/search', progress=False)"
+else
+  step search 150 "$PY" -m nas.cli search benchmarks/gpu_check/study.yaml \
+    --out "$OUT/search" --with-baselines
+fi
+step search_summary 30 "$PY" benchmarks/_gpu_search_summary.py "$OUT/search" "$OUT/search.json"
+
+if [ "$DRY" = 1 ]; then
+  step train_throughput 60 "$PY" benchmarks/train_throughput.py --device cpu --json \
+    --models resnet18-cifar --seeds 0 --steps 1 --batch 4 --train-images 40 \
+    --test-images 8 --out "$OUT/train_throughput.json"
+  step profile_device 60 "$PY" -m nas.cli profile-device --device cpu --quick --batch 1 \
+    --out "$OUT/device_profile.yaml"
+  step profile_fidelity 45 "$PY" benchmarks/profile_fidelity.py --device cpu \
+    --profile "$OUT/device_profile.yaml" --studies digits --samples 2 --warmup 0 \
+    --repeats 1 --out "$OUT/profile_fidelity.json"
+  step latency_fidelity 45 "$PY" benchmarks/latency_fidelity.py --device cpu --batch 1 \
+    --zoo resnet18-cifar --studies digits --samples 1 --warmup 0 --repeats 1 --no-rss \
+    --out "$OUT/latency_fidelity.json"
+  step attention_scaling 60 "$PY" benchmarks/attention_scaling.py --device cpu \
+    --parts kernels --kernels full linear --sizes 8 --min-repeats 1 --time-budget 0.1 \
+    --out "$OUT/attention_scaling.json"
+else
+  step train_throughput 60 "$PY" benchmarks/train_throughput.py --device cuda --json \
+    --steps 60 --out "$OUT/train_throughput.json"
+  step profile_device 75 "$PY" -m nas.cli profile-device --device cuda \
+    --out "$OUT/device_profile.yaml"
+  if [ -f "$OUT/device_profile.yaml" ]; then
+    name=$("$PY" -c "
+import re, torch
+print(re.sub(r'[^a-z0-9]+', '-', torch.cuda.get_device_name(0).lower()).strip('-'))")
+    cp "$OUT/device_profile.yaml" "nas/profiles/$name.yaml"
+  fi
+  step profile_fidelity 60 "$PY" benchmarks/profile_fidelity.py --device cuda \
+    --profile "$OUT/device_profile.yaml" --samples 5 --out "$OUT/profile_fidelity.json"
+  step latency_fidelity 35 "$PY" benchmarks/latency_fidelity.py --device cuda --batch 8 \
+    --zoo resnet18-cifar aa-resnet18-cifar eaanet-concat-longformer resnet50 aa-resnet50 \
+    --samples 2 --repeats 10 --out "$OUT/latency_fidelity.json"
+  step attention_scaling 60 "$PY" benchmarks/attention_scaling.py --device cuda \
+    --parts kernels --sizes 32 64 128 --min-repeats 3 --time-budget 0.5 \
+    --out "$OUT/attention_scaling.json"
+fi
+
+echo "gpu_check: $FAILED failed step(s) in $(( $(date +%s) - START ))s; results in $OUT" >&2
+exit "$FAILED"
