@@ -41,6 +41,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
@@ -98,6 +99,13 @@ def make_sampler(name: str, seed: int, options: dict[str, Any] | None = None):
     if name == "gp":
         return samplers.GPSampler(seed=seed, **options)
     raise ValueError(f"unknown sampler {name!r}")
+
+
+def random_draw_seed(seed: int, told: int, draws: int) -> int:
+    """A 32-bit seed for the fallback's random draw, distinct per (search seed, trials
+    told, draws so far). Hashed with NumPy's SeedSequence rather than mixed by
+    arithmetic: every valid search seed (0 .. 2**32 - 1) gives a valid sampler seed."""
+    return int(np.random.SeedSequence([seed, told, draws]).generate_state(1)[0])
 
 
 class NasSearcher(Searcher):
@@ -492,7 +500,7 @@ class NasSearcher(Searcher):
         the trial count, so a resumed search draws the same); the next ``ask`` takes it."""
         self._random_draws += 1
         sampler = optuna.samplers.RandomSampler(
-            seed=(self.seed * 1_000_003 + self._told) * 1_009 + self._random_draws)
+            seed=random_draw_seed(self.seed, self._told, self._random_draws))
         scratch = optuna.create_study(sampler=sampler)
         draw = scratch.ask()
         self.study.space.sample(draw)
