@@ -20,7 +20,9 @@ How results are told (``user_attrs["status"]`` keeps the detail, see :mod:`nas.s
   unmeasured minimised metric +inf) listed in ``user_attrs["placeholders"]``;
 - stopped by ASHA: PRUNED (a low-fidelity accuracy must not enter the Pareto front); the
   last epoch's values are kept in user_attrs (``metrics``, ``curve``, ``epochs_done``);
-  single-objective studies also get the curve as intermediate values;
+  single-objective studies get the curve of every trained trial (stopped or complete) as
+  intermediate values too (optuna-dashboard draws those; Optuna refuses ``trial.report``
+  in a multi-objective study, so there the curve is in ``user_attrs["curve"]`` only);
 - diverged (NaN loss), error, a worker that died twice: FAIL with ``message``;
 - interrupted (the driver stopped mid-trial): FAIL with ``interrupted: true``, re-enqueued
   with the same params (``retry_of``) so the next session runs it again.
@@ -176,10 +178,9 @@ class NasSearcher(Searcher):
         if state == TrialState.COMPLETE:
             self.counts["complete" if feasible else "infeasible"] += 1
             if feasible and values is not None:
-                self.front.add(number, values)
-                sign = 1.0 if self.directions[0] == "maximize" else -1.0
-                if self.best is None or sign * values[0] > sign * self.best[1]:
-                    self.best = (number, float(values[0]))
+                self.front.add(number, values, baseline=attrs.get("kind") == "baseline")
+                best = self.front.best()  # found trials only; a baseline may beat them
+                self.best = (best[0], best[1][0]) if best else None
         elif state == TrialState.PRUNED:
             self.counts["stopped"] += 1
         else:
@@ -486,7 +487,9 @@ class NasSearcher(Searcher):
             trial.set_user_attr(key, value)
         for key, value in (constraints or {}).items():
             trial.set_constraint(key, value)
-        if state == TrialState.PRUNED and self.single:
+        # Learning curves as intermediate values (optuna-dashboard draws them) where
+        # Optuna allows it: trial.report raises for a multi-objective study.
+        if state in (TrialState.PRUNED, TrialState.COMPLETE) and self.single:
             for step, value in enumerate(attrs.get("curve") or [], start=1):
                 trial.report(value, step)
         merged = {**trial.user_attrs, **attrs}
