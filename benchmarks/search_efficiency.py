@@ -10,6 +10,9 @@ the FEASIBLE Pareto front against device time spent.
         --strategy 'mo-tpe={"sampler": {"name": "tpe", "options": {}}}'
                                  # the committed result: the study's 6gpumin, 2 h of one core
                                  # ("default" was NSGA-II then; digits now defaults to tpe)
+    nice -n 10 python benchmarks/search_efficiency.py --fast --budget 2gpumin --seeds 3 4 5 \\
+        --strategies default random --out benchmarks/results/search_efficiency_digits_heldout
+                                 # the held-out check (seeds the choice did not see)
     python benchmarks/search_efficiency.py --fast --strategy \\
         'nsga2-p50={"sampler": {"name": "nsga2", "options": {"population_size": 50}}}'
 
