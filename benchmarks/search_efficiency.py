@@ -10,6 +10,9 @@ the FEASIBLE Pareto front against device time spent.
         --strategy 'mo-tpe={"sampler": {"name": "tpe", "options": {}}}'
                                  # the committed result: the study's 6gpumin, 2 h of one core
                                  # ("default" was NSGA-II then; digits now defaults to tpe)
+    nice -n 10 python benchmarks/search_efficiency.py --fast --budget 2gpumin --seeds 3 4 5 \\
+        --strategies default random --out benchmarks/results/search_efficiency_digits_heldout
+                                 # the held-out check (seeds the choice did not see)
     python benchmarks/search_efficiency.py --fast --strategy \\
         'nsga2-p50={"sampler": {"name": "nsga2", "options": {"population_size": 50}}}'
 
@@ -373,9 +376,31 @@ def analyse(runs: list[dict[str, Any]], study: Any, budget_s: float) -> dict[str
                      if r["strategy"] == name]
             s["per_seed_fraction_to_random_final"] = [None if x is None else x / budget_s
                                                       for x in seeds]
+            if name != "random":
+                s["final_hv_vs_random"] = paired_difference(runs, ref_name, name)
         out["by_reference"][ref_name] = {"target_random_final_mean": target,
                                          "strategies": per}
     return out
+
+
+def paired_difference(runs: list[dict[str, Any]], ref_name: str,
+                      name: str) -> dict[str, Any]:
+    """Final hypervolume of ``name`` minus random search's, paired by seed (the same seed
+    trains the same way): mean, standard error, 95% t-interval and the paired t-test
+    (nas.results.rankstats, the test `nas rank` uses)."""
+    from scipy.stats import t as student_t
+
+    from nas.results.rankstats import compare
+
+    final = {(r["strategy"], r["seed"]): r["curves"][ref_name][-1][1] for r in runs}
+    a = {seed: v for (n, seed), v in final.items() if n == name}
+    b = {seed: v for (n, seed), v in final.items() if n == "random"}
+    r = compare(a, b)
+    if r.get("se") and r.get("df"):
+        half = float(student_t.ppf(0.975, r["df"])) * r["se"]
+        r["ci95"] = [r["diff"] - half, r["diff"] + half]
+    r["per_seed"] = {str(seed): a[seed] - b[seed] for seed in sorted(set(a) & set(b))}
+    return r
 
 
 def plot(result: dict[str, Any], runs: list[dict[str, Any]], path: Path) -> None:
@@ -490,6 +515,8 @@ def main(argv: list[str] | None = None) -> None:
             runs.append({"strategy": name, "seed": seed, "run_dir": str(path),
                          "events": events, "counts": info, "spent_s": spent,
                          "wall_s": json.loads(done.read_text()).get("wall_s"),
+                         "load_average_end": json.loads(done.read_text()).get(
+                             "load_average_end"),
                          "sampler": sd["sampler"], "objectives": sd["objectives"]})
             print(f"  {name} seed {seed}: {info['total']} trials, {info['complete']} "
                   f"feasible complete, spent {spent:.0f} s", flush=True)
@@ -527,6 +554,10 @@ def main(argv: list[str] | None = None) -> None:
                   f"  reaches random's final at "
                   f"{s.get('fraction_to_random_final')} of the budget; per seed "
                   f"{s.get('per_seed_fraction_to_random_final')}")
+            if "final_hv_vs_random" in s:
+                d = s["final_hv_vs_random"]
+                print(f"  {'':14s} minus random, paired by seed: {d['diff']:+.4f} "
+                      f"(95% CI {d.get('ci95')}; {d['test']}, p {d['p']})")
     print(f"wrote {stem}.json and .png")
 
 

@@ -20,7 +20,9 @@ How results are told (``user_attrs["status"]`` keeps the detail, see :mod:`nas.s
   unmeasured minimised metric +inf) listed in ``user_attrs["placeholders"]``;
 - stopped by ASHA: PRUNED (a low-fidelity accuracy must not enter the Pareto front); the
   last epoch's values are kept in user_attrs (``metrics``, ``curve``, ``epochs_done``);
-  single-objective studies also get the curve as intermediate values;
+  single-objective studies get the curve of every trained trial (stopped or complete) as
+  intermediate values too (optuna-dashboard draws those; Optuna refuses ``trial.report``
+  in a multi-objective study, so there the curve is in ``user_attrs["curve"]`` only);
 - diverged (NaN loss), error, a worker that died twice: FAIL with ``message``;
 - interrupted (the driver stopped mid-trial): FAIL with ``interrupted: true``, re-enqueued
   with the same params (``retry_of``) so the next session runs it again.
@@ -41,6 +43,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
@@ -99,6 +102,13 @@ def make_sampler(name: str, seed: int, options: dict[str, Any] | None = None):
     if name == "gp":
         return samplers.GPSampler(seed=seed, **options)
     raise ValueError(f"unknown sampler {name!r}")
+
+
+def random_draw_seed(seed: int, told: int, draws: int) -> int:
+    """A 32-bit seed for the fallback's random draw, distinct per (search seed, trials
+    told, draws so far). Hashed with NumPy's SeedSequence rather than mixed by
+    arithmetic: every valid search seed (0 .. 2**32 - 1) gives a valid sampler seed."""
+    return int(np.random.SeedSequence([seed, told, draws]).generate_state(1)[0])
 
 
 class NasSearcher(Searcher):
@@ -171,10 +181,9 @@ class NasSearcher(Searcher):
         if state == TrialState.COMPLETE:
             self.counts["complete" if feasible else "infeasible"] += 1
             if feasible and values is not None:
-                self.front.add(number, values)
-                sign = 1.0 if self.directions[0] == "maximize" else -1.0
-                if self.best is None or sign * values[0] > sign * self.best[1]:
-                    self.best = (number, float(values[0]))
+                self.front.add(number, values, baseline=attrs.get("kind") == "baseline")
+                best = self.front.best()  # found trials only; a baseline may beat them
+                self.best = (best[0], best[1][0]) if best else None
         elif state == TrialState.PRUNED:
             self.counts["stopped"] += 1
         else:
@@ -491,7 +500,9 @@ class NasSearcher(Searcher):
             trial.set_user_attr(key, value)
         for key, value in (constraints or {}).items():
             trial.set_constraint(key, value)
-        if state == TrialState.PRUNED and self.single:
+        # Learning curves as intermediate values (optuna-dashboard draws them) where
+        # Optuna allows it: trial.report raises for a multi-objective study.
+        if state in (TrialState.PRUNED, TrialState.COMPLETE) and self.single:
             for step, value in enumerate(attrs.get("curve") or [], start=1):
                 trial.report(value, step)
         merged = {**trial.user_attrs, **attrs}
@@ -505,7 +516,7 @@ class NasSearcher(Searcher):
         the trial count, so a resumed search draws the same); the next ``ask`` takes it."""
         self._random_draws += 1
         sampler = optuna.samplers.RandomSampler(
-            seed=(self.seed * 1_000_003 + self._told) * 1_009 + self._random_draws)
+            seed=random_draw_seed(self.seed, self._told, self._random_draws))
         scratch = optuna.create_study(sampler=sampler)
         draw = scratch.ask()
         self.study.space.sample(draw)

@@ -76,13 +76,16 @@ def dominates(a: Sequence[float], b: Sequence[float], signs: Sequence[float]) ->
 
 
 class Front:
-    """An incrementally kept Pareto front of (key, values) points."""
+    """An incrementally kept Pareto front of (key, values) points, found trials and
+    baselines together (one dominance rule, see :func:`front_trials`): a found trial a
+    baseline dominates leaves the front like one a found trial dominates."""
 
     def __init__(self, directions: Sequence[str]):
         self.signs = [1.0 if d.lower().startswith("max") else -1.0 for d in directions]
         self.points: dict[Any, tuple[float, ...]] = {}
+        self.baselines: set[Any] = set()  # keys of points that are baselines
 
-    def add(self, key: Any, values: Sequence[float]) -> bool:
+    def add(self, key: Any, values: Sequence[float], *, baseline: bool = False) -> bool:
         """Add a point; returns whether it is on the front now."""
         values = tuple(float(v) for v in values)
         for other in self.points.values():
@@ -90,25 +93,38 @@ class Front:
                 return False
         self.points = {k: v for k, v in self.points.items()
                        if not dominates(values, v, self.signs)}
+        self.baselines &= set(self.points)
         self.points[key] = values
+        if baseline:
+            self.baselines.add(key)
         return True
 
+    def found(self) -> list[Any]:
+        """Keys of the found (not baseline) points on the front."""
+        return [k for k in self.points if k not in self.baselines]
+
     def __len__(self) -> int:
-        return len(self.points)
+        """Found trials on the front (baselines on it are not counted)."""
+        return len(self.found())
 
     def best(self) -> tuple[Any, tuple[float, ...]] | None:
-        """The point best on the first objective."""
-        if not self.points:
+        """The found front point best on the first objective."""
+        found = self.found()
+        if not found:
             return None
-        return max(self.points.items(), key=lambda kv: self.signs[0] * kv[1][0])
+        return max(((k, self.points[k]) for k in found), key=lambda kv: self.signs[0] * kv[1][0])
 
 
 def front_trials(trials: Iterable[Any], directions: Sequence[str]) -> list[Any]:
-    """Feasible, complete, non-duplicate trials on the Pareto front, by number."""
+    """Feasible, complete, non-duplicate FOUND trials on the Pareto front, by number.
+
+    The front is taken over the found trials and the baselines evaluated in the search
+    together: a found trial that a baseline dominates is not on it (a hand-designed
+    network beats it), and the baselines themselves are not returned."""
     front = Front(directions)
     by_number = {}
     for t in trials:
         if category(t) == "complete" and t.values is not None:
             by_number[t.number] = t
-            front.add(t.number, t.values)
-    return [by_number[k] for k in sorted(front.points)]
+            front.add(t.number, t.values, baseline=t.user_attrs.get("kind") == "baseline")
+    return [by_number[k] for k in sorted(front.found())]

@@ -41,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     names = parse_objectives(args.objectives)
     results = open_run(args.run_dir)
     result = pareto(results, names)
-    plot = write_plot(result, args.plot, title=f"{results.study.name}: Pareto front, "
-                      f"hypervolume {result.hypervolume:.4g}") if args.plot else None
+    plot = write_plot(result, args.plot, title=f"{results.study.name}: Pareto front"
+                      ) if args.plot else None
     if args.json:
         out = result.to_dict()
         if plot is not None:
@@ -56,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_text(result) -> str:
+    from ..results.front import baseline_verdict
     from ..results.plot import short_name
+    from ..results.rank import NOISY_SPREAD
 
     d = result.to_dict()
     metrics = result.metrics
@@ -66,29 +68,39 @@ def format_text(result) -> str:
                     for m in metrics)
     lines.append(f"reference   {ref}")
     c = d["counts"]
-    lines.append(f"hypervolume {d['hypervolume']:.6g} (maximised objectives negated; "
-                 f"{c['front']} front of {c['feasible']} feasible, {c['infeasible']} "
-                 "infeasible trials)")
+    lines.append(f"hypervolume {d['hypervolume']:.6g} of the found trials, "
+                 f"{d['hypervolume_with_baselines']:.6g} with the baselines (maximised "
+                 f"objectives negated; {c['front']} front of {c['feasible']} feasible, "
+                 f"{c['infeasible']} infeasible trials)")
+    lines.append(f"rule        {d['dominance_rule']}")
     if not d["front"]:
-        lines.append("no feasible trial at full fidelity yet: the front is empty")
-        return "\n".join(lines)
-    header = ["trial"] + metrics + ["hash", "blocks"]
-    rows = [[str(f["trial"]) + ("*" if f["trial"] == d["knee"] else "")]
-            + [_num(f["values"][m]) for m in metrics] + [f["hash"][:12], f["blocks"]]
-            for f in d["front"]]
-    lines += [""] + _table(header, rows) + ["(* the knee)"]
+        lines.append("no found trial on the front: " + (
+            "a baseline dominates every feasible trial" if c["feasible"] else
+            "no feasible trial at full fidelity yet"))
+    else:
+        header = ["trial"] + metrics + ["hash", "blocks"]
+        rows = [[str(f["trial"]) + ("*" if f["trial"] == d["knee"] else "")]
+                + [_num(f["values"][m]) + ("!" if m == "latency_ms" and f.get("latency_noisy")
+                                           else "") for m in metrics]
+                + [f["hash"][:12], f["blocks"]] for f in d["front"]]
+        lines += [""] + _table(header, rows) + ["(* the knee)"]
+        if "latency_ms" in metrics and any(f.get("latency_noisy") for f in d["front"]):
+            lines.append("(! latency spread (p90 - p10) / median above "
+                         f"{NOISY_SPREAD:g}: too noisy to rank by; re-measure with "
+                         "`nas rank`)")
+    beaten = d["dominated_by_baseline"]
+    if beaten:
+        brows = [[str(b["trial"])] + [_num(b["values"][m]) for m in metrics]
+                 + [", ".join(map(short_name, b["baselines"]))
+                    + (" (else on the front)" if b["would_be_on_front"] else "")]
+                 for b in beaten]
+        lines += ["", "feasible trials a baseline dominates (off the front, never picked):"]
+        lines += _table(["trial"] + metrics + ["dominated by"], brows)
     if d["baselines"]:
-        brows = []
-        for b in d["baselines"]:
-            if not b["feasible"]:
-                verdict = f"{b['status']} (not comparable)"
-            elif b["dominated_by"]:
-                verdict = "dominated by trial " + ", ".join(map(str, b["dominated_by"]))
-            else:
-                verdict = "not dominated by the front"
-            brows.append([short_name(b["name"])] + [_num(b["values"][m]) for m in metrics]
-                         + [verdict])
-        lines += ["", "baselines:"] + _table(["baseline"] + metrics + ["vs front"], brows)
+        brows = [[short_name(b["name"])] + [_num(b["values"][m]) for m in metrics]
+                 + [baseline_verdict(b), b["source"]] for b in d["baselines"]]
+        lines += ["", "baselines:"] + _table(["baseline"] + metrics + ["vs front", "measured"],
+                                             brows)
     return "\n".join(lines)
 
 

@@ -1,10 +1,13 @@
 """``nas rank RUN_DIR [--seeds N] [--top K] [--json]``: re-evaluate the K best found
 architectures and the study's baselines under the identical protocol (checks, proxy
-training, latency measurement) with seeds 0..N-1, in this process one after another
-(no Ray). Prints mean and std per objective, the Pareto rank of each (by the means), and
-for each found architecture the baselines it dominates, where "dominates" means better
-on EVERY objective by more than the seed spread (|mean_a - mean_b| > std_a + std_b).
-Saves RUN_DIR/rank.json."""
+training, latency measurement, pinned threads) with seeds 0..N-1, in this process one
+after another (no Ray). Prints per objective the mean +- standard error of each, its
+Pareto rank (by the means), and per found-vs-baseline pair the difference, its standard
+error (paired by seed) and the verdict of a two-sided t-test (paired, else Welch) at
+alpha 0.05, Holm-corrected across all pairs and objectives; for differences not yet
+significant, how many seeds would make them so. Latency is compared on the 10th
+percentile of the repeats (load delays some repeats, never speeds one up) and the load
+average is recorded. Saves RUN_DIR/rank.json."""
 
 from __future__ import annotations
 
@@ -46,24 +49,46 @@ def format_text(report: dict) -> str:
     from ..results.plot import short_name
 
     metrics = [o["metric"] for o in report["objectives"]]
-    header = ["name", "kind", "rank"] + [f"{m} mean±std" for m in metrics] + ["status",
-                                                                              "dominates"]
+    compared = report["protocol"].get("compared_on", {})
+    header = ["name", "kind", "rank"] + [f"{m} mean±se" for m in metrics] + ["status"]
     rows = []
     for r in report["rows"]:
         name = short_name(r["name"]) if r["kind"] == "baseline" else r["name"]
         cells = [name, r["kind"], str(r["pareto_rank"] or "-")]
         for m in metrics:
-            s = r["metrics"].get(m)
-            cells.append(f"{s['mean']:.4g} ± {s['std']:.2g}" if s else "-")
+            s = r["metrics"].get(compared.get(m, m))
+            cells.append(f"{s['mean']:.4g} ± {s['sem']:.2g}" if s else "-")
         cells.append(r["status"])
-        cells.append(", ".join(map(short_name, r["dominates"])) if r["kind"] == "found"
-                     else "")
         rows.append(cells)
-    widths = [max(len(c[i]) for c in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in [header, *rows]]
+    lines = _table(header, rows)
+    if report["comparisons"]:
+        header = ["found", "baseline", "objective", "diff ± se", "test", "p (Holm)",
+                  "verdict"]
+        rows = []
+        for t in report["comparisons"]:
+            se = "exact" if not t["se"] else f"{t['se']:.2g}"
+            p = "-" if t["p_holm"] is None else f"{t['p_holm']:.3g}"
+            verdict = t["verdict"] + (f" (~{t['seeds_needed']} seeds)"
+                                      if t.get("seeds_needed") else "")
+            rows.append([t["found"], short_name(t["baseline"]), t["compared_on"],
+                         f"{t['diff']:+.4g} ± {se}", t["test"].split(" (")[0], p, verdict])
+        lines += ["", "found - baseline:"] + _table(header, rows)
     seeds = report["seeds"]
+    load = report.get("load_average_1_5_15", {})
     lines += ["", f"{len(seeds)} seed(s) {seeds}; rank = Pareto rank of the means "
-              "(1 = non-dominated)", f"dominates: {report['dominance_rule']}",
+              "(1 = non-dominated); ± = standard error of the mean",
+              f"test: {report['test']['name']}, alpha {report['test']['alpha']}",
+              f"dominates: {report['dominance_rule']}",
+              f"seeds: {report['seeds_guidance']['text']}",
+              f"latency compared on {compared.get('latency_ms', 'latency_ms')} of the repeats "
+              f"with {report['protocol'].get('threads_pinned')} thread(s); load average "
+              f"(1 min) {load.get('start', ['?'])[0]} at the start, "
+              f"{load.get('end', ['?'])[0]} at the end on {report.get('cpu_count')} CPUs",
               f"saved to {report['run_dir']}/rank.json"]
     return "\n".join(lines)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(c[i]) for c in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in [header, *rows]]

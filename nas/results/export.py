@@ -11,6 +11,10 @@ extra limits (``--max-latency-ms`` etc.):
 - ``trial:N``: that trial (refused unless it is feasible and meets the limits; a
   duplicate is exported with the measurements of the trial it duplicates).
 
+``best:`` and ``knee`` never pick a trial that a baseline dominates (the front's one
+dominance rule, :mod:`nas.results.front`); the reason says how many were skipped.
+``trial:N`` exports such a trial when asked, and its reason says which baseline beats it.
+
 The exported spec is the trial's spec unchanged except ``name`` and ``meta``, so it has
 the same canonical hash, parameter count and state-dict keys as the trial's model.
 """
@@ -30,6 +34,7 @@ from ..rundir import read_jsonl
 from ..study import CONSTRAINT_METRICS, METRICS
 from .front import pareto
 from .hypervolume import direction_sign
+from .plot import short_name
 from .records import RunResults, TrialRecord
 
 #: the run directory's record of exports (one JSON a line), read by ``nas report``.
@@ -98,12 +103,24 @@ def pick_trial(results: RunResults, pick: str,
         if not meets(measured, limits):
             got = ", ".join(f"{m} {measured.value(m)}" for m in limits)
             raise UserError(f"--pick trial:{arg}: trial {arg} does not meet{where} ({got})")
-        return Picked(t, measured, pick, f"trial {arg} as asked")
-    candidates = [t for t in results.found() if meets(t, limits)]
+        beaten = pareto(results).dominated_by_baseline.get(measured.number)
+        note = (f"; dominated by baseline {', '.join(map(short_name, beaten))}"
+                if beaten else "")
+        return Picked(t, measured, pick, f"trial {arg} as asked{note}")
+    # One dominance rule (nas.results.front): a trial a baseline dominates is never picked.
+    beaten = pareto(results).dominated_by_baseline
+    feasible = [t for t in results.found() if meets(t, limits)]
+    candidates = [t for t in feasible if t.number not in beaten]
+    skipped = len(feasible) - len(candidates)
     if not candidates:
         n = len(results.found())
+        why = (f"; all {skipped} are dominated by a baseline ("
+               + ", ".join(sorted({short_name(b) for t in feasible for b in beaten[t.number]}))
+               + "): nothing the search found beats it; `--pick trial:N` exports one anyway"
+               if skipped else "")
         raise UserError(f"--pick {pick}: no feasible trial{where or ''} "
-                        f"({n} feasible trial(s) in the run)")
+                        f"({n} feasible trial(s) in the run{why})")
+    also = f"; {skipped} trial(s) a baseline dominates skipped" if skipped else ""
     if kind == "best":
         metric = str(arg)
         direction = {o.metric: o.direction for o in results.objective_refs([metric])}[metric]
@@ -113,14 +130,14 @@ def pick_trial(results: RunResults, pick: str,
             raise UserError(f"--pick {pick}: no candidate has a measured {metric}")
         best = min(have, key=lambda t: (sign * t.value(metric), t.number))
         return Picked(best, best, pick, f"best {metric} ({direction}) of {len(have)} "
-                                        f"feasible trial(s){where}")
+                                        f"feasible trial(s){where}{also}")
     sub = RunResults(results.run, results.study, results.optuna_name,
                      [t for t in results.trials if t.kind == "baseline" or
                       not t.feasible or meets(t, limits)])
     front = pareto(sub)
     return Picked(front.knee, front.knee, pick,
                   f"knee of the {len(front.front)}-point front over "
-                  f"{', '.join(front.metrics)}{where}")
+                  f"{', '.join(front.metrics)}{where}{also}")
 
 
 def provenance(results: RunResults, picked: Picked) -> dict[str, Any]:

@@ -1,9 +1,20 @@
 """The Pareto front of a search: feasible non-dominated trials and their hypervolume.
 
-Which trials: the search's own trials (not baselines) that completed at full fidelity
-with every constraint met; duplicates are counted once, at the trial that evaluated the
-architecture; trials stopped early by ASHA (low fidelity) never enter. The baselines are
-reported beside the front: their values and which front points dominate them.
+Which trials: the search's own trials that completed at full fidelity with every
+constraint met; duplicates are counted once, at the trial that evaluated the
+architecture; trials stopped early by ASHA (low fidelity) never enter.
+
+One dominance rule over found trials AND baselines (the same as ``nas status`` and the
+searcher's live front, :class:`nas.states.Front`): a found trial that a feasible baseline
+dominates is NOT on the front (a hand-designed network beats it); it is listed in
+``dominated_by_baseline`` with the baselines that beat it, and the knee and the export
+picks never return it. Baselines are those evaluated in the search (``--with-baselines``)
+or, failing that, measured by ``nas rank`` (the mean over its seeds; ``source`` says
+which). A baseline that no trial and no other baseline dominates is on the front as a
+baseline (shown, never exported).
+
+Hypervolume: of the found trials alone (what the search reached; the baselines do not
+add to it), and ``hypervolume_with_baselines`` of found trials and baselines together.
 
 Reference point (:func:`reference_point`), per objective, chosen so that it does not move
 when more trials arrive wherever the study gives a natural bound:
@@ -26,10 +37,13 @@ from typing import Any
 
 from .hypervolume import dominates, hypervolume, non_dominated, to_minimization
 from .knee import knee_index
+from .rank import NOISY_SPREAD, latency_spread, load_rank
 from .records import ObjectiveRef, RunResults, TrialRecord
 
 #: margin added beyond the worst feasible value, as a fraction of the feasible range.
 REFERENCE_MARGIN = 0.1
+DOMINANCE_RULE = ("one front over found trials and baselines: a found trial a baseline "
+                  "dominates is not on it, and neither the knee nor a best: pick returns it")
 
 
 @dataclass
@@ -39,13 +53,17 @@ class ParetoResult:
     objectives: list[ObjectiveRef]
     reference: list[float]
     reference_rules: list[str]
-    hypervolume: float
-    front: list[TrialRecord]
+    hypervolume: float  # of the found trials alone
+    front: list[TrialRecord]  # found trials no found trial and no baseline dominates
     knee: TrialRecord | None
     feasible: list[TrialRecord]  # every feasible found trial (front included)
     infeasible: list[TrialRecord]  # broke a constraint / ran out of memory (found ones)
-    baselines: list[TrialRecord]
-    baseline_dominated_by: dict[int, list[int]] = field(default_factory=dict)
+    baselines: list[TrialRecord]  # evaluated in the search, else measured by nas rank
+    baseline_dominated_by: dict[str, list[int]] = field(default_factory=dict)
+    #: feasible found trial number -> names of the baselines that dominate it
+    dominated_by_baseline: dict[int, list[str]] = field(default_factory=dict)
+    baseline_front: list[str] = field(default_factory=list)  # baselines on the front
+    hypervolume_with_baselines: float = 0.0
 
     @property
     def metrics(self) -> list[str]:
@@ -55,32 +73,119 @@ class ParetoResult:
     def directions(self) -> list[str]:
         return [o.direction for o in self.objectives]
 
+    @property
+    def displaced(self) -> list[TrialRecord]:
+        """Found trials on the front of the found trials alone that a baseline beats."""
+        front = {t.number for t in self.front}
+        mins = {t.number: self._min(t) for t in self.feasible}
+        return [t for t in self.feasible if t.number in self.dominated_by_baseline
+                and t.number not in front
+                and not any(dominates(mins[o], mins[t.number]) for o in mins)]
+
+    def _min(self, t: TrialRecord) -> tuple[float, ...]:
+        return to_minimization([t.value(m) for m in self.metrics], self.directions)
+
     def values(self, t: TrialRecord) -> dict[str, float | None]:
         return {m: t.value(m) for m in self.metrics}
 
     def to_dict(self) -> dict[str, Any]:
         front = [{"trial": t.number, "values": self.values(t), "hash": t.hash,
-                  "blocks": t.block_mix()} for t in self.front]
+                  "blocks": t.block_mix(), **latency_quality(t)} for t in self.front]
         baselines = []
         for b in self.baselines:
-            dom = self.baseline_dominated_by.get(b.number, [])
             baselines.append({
                 "name": b.name, "trial": b.number, "status": b.status,
+                "source": baseline_source(b),
                 "feasible": b.constraints_met, "values": self.values(b), "hash": b.hash,
-                "blocks": b.block_mix(), "dominated_by": dom,
-                "on_front": b.constraints_met and _has_all(b, self.metrics) and not dom})
+                "blocks": b.block_mix(), "violations": b.violations,
+                "dominated_by": self.baseline_dominated_by.get(b.name, []),
+                "on_front": b.name in self.baseline_front})
+        displaced = {t.number for t in self.displaced}
         return {
             "objectives": [{"metric": o.metric, "direction": o.direction}
                            for o in self.objectives],
             "reference_point": dict(zip(self.metrics, self.reference, strict=True)),
             "reference_rule": dict(zip(self.metrics, self.reference_rules, strict=True)),
             "hypervolume": self.hypervolume,
+            "hypervolume_with_baselines": self.hypervolume_with_baselines,
+            "dominance_rule": DOMINANCE_RULE,
             "front": front,
             "knee": self.knee.number if self.knee is not None else None,
+            "dominated_by_baseline": [
+                {"trial": n, "values": self.values(t), "baselines": self.dominated_by_baseline[n],
+                 "would_be_on_front": n in displaced}
+                for t in self.feasible if (n := t.number) in self.dominated_by_baseline],
             "baselines": baselines,
+            "infeasible": [{"trial": t.number, "status": t.status, "values": self.values(t),
+                            "violations": t.violations} for t in self.infeasible],
             "counts": {"feasible": len(self.feasible), "infeasible": len(self.infeasible),
-                       "front": len(self.front)},
+                       "front": len(self.front),
+                       "dominated_by_baseline": len(self.dominated_by_baseline)},
         }
+
+
+def latency_quality(t: TrialRecord) -> dict[str, Any]:
+    """The spread of a trial's latency measurement, ``(p90 - p10) / median`` of its
+    repeats, and whether it is too noisy to rank by (above NOISY_SPREAD); {} if no
+    latency was measured."""
+    spread = latency_spread(t.metrics)
+    if spread is None:
+        return {}
+    return {"latency_spread": spread, "latency_noisy": spread > NOISY_SPREAD}
+
+
+def baseline_source(b: TrialRecord) -> str:
+    """Where a baseline's numbers come from: the search, or ``nas rank``'s seed means."""
+    return str(b.user_attrs.get("source", "search"))
+
+
+def baseline_verdict(b: dict) -> str:
+    """One baseline's standing (``nas pareto`` and ``nas report`` say it alike)."""
+    if not b["feasible"]:
+        broke = ", ".join(f"{m} over by {v:.4g}" for m, v in b.get("violations", {}).items()
+                          if isinstance(v, (int, float)) and v > 0)
+        return f"{b['status']}: breaks a constraint{' (' + broke + ')' if broke else ''}"
+    if b["dominated_by"]:
+        return "dominated by trial " + ", ".join(map(str, b["dominated_by"]))
+    if b["on_front"]:
+        return "on the front"
+    if any(v is None for v in b["values"].values()):
+        return "not measured on every objective"
+    return "dominated by another baseline"
+
+
+def measured_baselines(results: RunResults) -> list[TrialRecord]:
+    """The study's baselines as measured: in the search if it evaluated them (the same
+    single run as every found trial), else by ``nas rank`` (RUN_DIR/rank.json: the mean
+    over its seeds of the runs that finished)."""
+    out = list(results.baselines())
+    rank = load_rank(results)
+    if rank is None:
+        return out
+    have = {b.name for b in out}
+    metrics = [o["metric"] for o in rank.get("objectives", [])]
+    for row in rank.get("rows", []):
+        if row.get("kind") != "baseline" or row["name"] in have:
+            continue
+        runs = row.get("runs") or []
+        means: dict[str, float] = {}
+        for m in metrics:
+            if m in row.get("metrics", {}):
+                means[m] = float(row["metrics"][m]["mean"])
+                continue
+            vals = [r["metrics"][m] for r in runs if r.get("metrics", {}).get(m) is not None]
+            if vals:  # e.g. the params of a baseline that broke a limit, never trained
+                means[m] = sum(vals) / len(vals)
+        ok = bool(runs) and row.get("seeds_ok") == len(runs)
+        status = row.get("status", "?")
+        out.append(TrialRecord(
+            number=None, state="COMPLETE", category="complete" if ok else "infeasible",
+            kind="baseline", name=row["name"], status=status, hash=row.get("hash"),
+            spec=None, metrics=means, values={}, violations={},
+            user_attrs={"source": f"nas rank (mean of {row.get('seeds_ok', 0)} of "
+                                  f"{len(runs)} seeds)"},
+            constraints_met=ok))
+    return out
 
 
 def reference_point(objectives: list[ObjectiveRef], feasible: list[list[float]],
@@ -114,7 +219,8 @@ def reference_point(objectives: list[ObjectiveRef], feasible: list[list[float]],
 
 
 def pareto(results: RunResults, objectives: list[str] | None = None) -> ParetoResult:
-    """The feasible front of a run over ``objectives`` (default: the study's)."""
+    """The feasible front of a run over ``objectives`` (default: the study's), found
+    trials and baselines under one dominance rule (module docstring)."""
     objs = results.objective_refs(objectives)
     metrics = [o.metric for o in objs]
     directions = [o.direction for o in objs]
@@ -123,26 +229,38 @@ def pareto(results: RunResults, objectives: list[str] | None = None) -> ParetoRe
                   if t.kind != "baseline" and t.category == "infeasible"]
     raw = [[t.value(m) for m in metrics] for t in feasible]
     ref, rules = reference_point(objs, raw, results.study.constraints)
-    mins = [to_minimization(v, directions) for v in raw]
-    front_idx = non_dominated(mins)
     ref_min = to_minimization(ref, directions)
-    hv = hypervolume([mins[i] for i in front_idx], ref_min)
-    primary = 0
-    front_idx.sort(key=lambda i: (mins[i][primary], feasible[i].number))
+    mins = [to_minimization(v, directions) for v in raw]
+    hv = hypervolume([mins[i] for i in non_dominated(mins)], ref_min)
+
+    baselines = measured_baselines(results)
+    rivals = [b for b in baselines if b.constraints_met and _has_all(b, metrics)]
+    rival_mins = [to_minimization([b.value(m) for m in metrics], directions) for b in rivals]
+    beaten = {}
+    for t, p in zip(feasible, mins, strict=True):
+        by = [b.name for b, q in zip(rivals, rival_mins, strict=True) if dominates(q, p)]
+        if by:
+            beaten[t.number] = by
+    joint = mins + rival_mins
+    on_joint = set(non_dominated(joint))
+    front_idx = [i for i in range(len(feasible)) if i in on_joint]
+    front_idx.sort(key=lambda i: (mins[i][0], feasible[i].number))
     front = [feasible[i] for i in front_idx]
     knee = front[knee_index([mins[i] for i in front_idx])] if front else None
-    baselines = results.baselines()
     dominated_by = {}
     for b in baselines:
         if not _has_all(b, metrics):
             continue
         bm = to_minimization([b.value(m) for m in metrics], directions)
-        dominated_by[b.number] = [t.number for t, i in zip(front, front_idx, strict=True)
-                                  if dominates(mins[i], bm)]
+        dominated_by[b.name] = [t.number for t, i in zip(front, front_idx, strict=True)
+                                if dominates(mins[i], bm)]
+    baseline_front = [b.name for k, b in enumerate(rivals) if len(mins) + k in on_joint]
+    hv_joint = hypervolume([joint[i] for i in on_joint], ref_min)
     return ParetoResult(objectives=objs, reference=ref, reference_rules=rules,
                         hypervolume=hv, front=front, knee=knee, feasible=feasible,
                         infeasible=infeasible, baselines=baselines,
-                        baseline_dominated_by=dominated_by)
+                        baseline_dominated_by=dominated_by, dominated_by_baseline=beaten,
+                        baseline_front=baseline_front, hypervolume_with_baselines=hv_joint)
 
 
 def _has_all(t: TrialRecord, metrics: list[str]) -> bool:

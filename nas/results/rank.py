@@ -9,30 +9,45 @@ training, the same latency protocol as the search. It runs IN-PROCESS, one evalu
 after another (no Ray): the results are small, a ranking is short, and one process on
 one device measures every latency alike; the dataset is loaded once.
 
-Per architecture it reports mean and standard deviation (sample std, 0 for one seed) of
-each objective over the seeds whose evaluation finished ("ok"), its Pareto rank among
-all the rows (1 = non-dominated, by the means), and for a found architecture the
-baselines it DOMINATES: better on every objective by more than the seed spread, i.e.
-``|mean_a - mean_b| > std_a + std_b`` in the better direction for each objective. A
-difference inside the spread is not a win. The result is saved as RUN_DIR/rank.json.
+Per architecture: mean, standard deviation and standard error of each objective over the
+seeds whose evaluation finished ("ok"), and its Pareto rank among all rows (1 =
+non-dominated, by the means). Per (found, baseline) pair and objective: the difference,
+its standard error paired by seed, a t-test and its verdict at alpha 0.05 with Holm's
+correction across all the ranking's tests, and for a difference that is not significant
+how many seeds would make it so (:mod:`nas.results.rankstats`). A found architecture
+DOMINATES a baseline when the test finds it better on every objective.
+
+Latency under load: each seed's latency is the median of the study's repeats (what the
+search records), but rows are compared on the 10th percentile of the repeats
+(``latency_p10_ms``): other processes on the machine add delay to some repeats and
+never remove any, so a low percentile moves far less under load than the median or the
+mean. Torch threads are pinned to the study's ``cpus_per_trial``. The load average
+(``os.getloadavg``) before and after each evaluation is recorded, and a measurement whose
+spread ``(p90 - p10) / median`` exceeds NOISY_SPREAD is flagged as too noisy to rank by.
+The result is saved as RUN_DIR/rank.json.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ..errors import UserError
-from .hypervolume import direction_sign, pareto_ranks, to_minimization
+from .hypervolume import pareto_ranks, to_minimization
+from .rankstats import ALPHA, POWER, TEST_NAME, compare, describe, judge
 from .records import RunResults, TrialRecord
 
 RANK_JSON = "rank.json"
-DOMINANCE_RULE = ("A dominates B when A is better on every objective by more than the "
-                  "seed spread (|mean_A - mean_B| > std_A + std_B)")
+DOMINANCE_RULE = (f"A dominates B when A is significantly better on every objective "
+                  f"({TEST_NAME}, alpha {ALPHA})")
+#: (p90 - p10) / median of a latency measurement above which it is too noisy to rank by.
+NOISY_SPREAD = 0.5
+#: the statistic each objective is compared on (latency: a low percentile, see above).
+COMPARED_ON = {"latency_ms": "latency_p10_ms"}
 
 
 @dataclass
@@ -120,8 +135,12 @@ def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str =
     bundle = cached_data(study.data, data_dir)
     study.check_data(bundle)
     metrics = [o.metric for o in study.objectives]
+    # the latency measurement's spread is kept whatever the objectives are
+    kept = sorted({*metrics, "latency_ms", "latency_p10_ms", "latency_p90_ms",
+                   "train_loss", "val_loss"})
     rows: list[Row] = []
     protocol: dict[str, Any] = {}
+    load_start = list(os.getloadavg())
     total, done = sum(seeds for c in cands if c.spec is not None), 0
     for c in cands:
         if c.spec is None:
@@ -131,27 +150,42 @@ def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str =
         runs = []
         for seed in range(seeds):
             t0 = time.perf_counter()
+            load = os.getloadavg()[0]
             out = evaluate_candidate(c.spec, study, seed=seed, device=device, data=bundle)
             done += 1
-            runs.append({"seed": seed, "status": out.status,
-                         "metrics": {m: out.metrics.get(m) for m in
-                                     [*metrics, "train_loss", "val_loss"]},
-                         "message": out.message})
+            run = {"seed": seed, "status": out.status,
+                   "metrics": {m: out.metrics.get(m) for m in kept},
+                   "load_1min": [load, os.getloadavg()[0]], "message": out.message}
+            run["latency_spread"] = latency_spread(run["metrics"])
+            run["latency_noisy"] = (run["latency_spread"] is not None
+                                    and run["latency_spread"] > NOISY_SPREAD)
+            runs.append(run)
             protocol = protocol or {**out.provenance, "epochs": study.training.epochs,
                                     "latency": out.protocol}
             acc = out.metrics.get(study.primary.metric)
             print(f"[{done}/{total}] {c.name} seed {seed}: {out.status}"
                   + (f" {study.primary.metric} {acc:.4g}" if acc is not None else "")
+                  + (" (latency too noisy to rank by)" if run["latency_noisy"] else "")
                   + f" ({time.perf_counter() - t0:.1f} s)", file=stream, flush=True)
-        rows.append(_summarise(c, runs, metrics))
-    _rank_rows(rows, metrics, [o.direction for o in study.objectives])
+        rows.append(_summarise(c, runs, kept))
+    directions = [o.direction for o in study.objectives]
+    _rank_rows(rows, metrics, directions)
+    comparisons = compare_rows(rows, metrics, directions)
     report = {
         "study": study.name, "run_dir": str(results.run.path), "seeds": list(range(seeds)),
         "top": top, "objectives": [{"metric": o.metric, "direction": o.direction}
                                    for o in study.objectives],
-        "protocol": protocol, "dominance_rule": DOMINANCE_RULE,
+        "protocol": {**protocol, "threads_pinned": protocol.get("threads"),
+                     "compared_on": {m: COMPARED_ON.get(m, m) for m in metrics},
+                     "noisy_spread": NOISY_SPREAD},
+        "load_average_1_5_15": {"start": load_start, "end": list(os.getloadavg())},
+        "cpu_count": os.cpu_count(),
+        "test": {"name": TEST_NAME, "alpha": ALPHA, "power_for_seeds": POWER},
+        "dominance_rule": DOMINANCE_RULE,
         "executed": "in-process, sequentially (nas.trial.evaluate_candidate; no Ray)",
         "rows": [r.to_dict() for r in rows],
+        "comparisons": comparisons,
+        "seeds_guidance": seeds_guidance(comparisons, seeds),
     }
     path = results.run.path / RANK_JSON
     tmp = path.with_name(f".{RANK_JSON}.tmp")
@@ -160,45 +194,92 @@ def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str =
     return report
 
 
+def latency_spread(metrics: dict[str, Any]) -> float | None:
+    """(p90 - p10) / median of one latency measurement (None if not measured)."""
+    med, p10, p90 = (metrics.get(k) for k in ("latency_ms", "latency_p10_ms",
+                                              "latency_p90_ms"))
+    if med is None or p10 is None or p90 is None or not med > 0:
+        return None
+    return (p90 - p10) / med
+
+
 def _summarise(c: Candidate, runs: list[dict[str, Any]], metrics: list[str]) -> Row:
     ok = [r for r in runs if r["status"] == "ok"]
     stats: dict[str, dict[str, float]] = {}
     for m in metrics:
         vals = [float(r["metrics"][m]) for r in ok if r["metrics"].get(m) is not None]
         if vals:
-            stats[m] = {"mean": statistics.fmean(vals),
-                        "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-                        "n": len(vals)}
+            stats[m] = describe(vals)
     bad = [r["status"] for r in runs if r["status"] != "ok"]
     status = "ok" if not bad else f"{bad[0]} ({len(bad)}/{len(runs)} seeds)"
+    noisy = sum(1 for r in ok if r.get("latency_noisy"))
+    if noisy:
+        status += f"; latency too noisy to rank by in {noisy}/{len(ok)} seeds"
     message = next((r["message"] for r in runs if r["message"]), "")
     return Row(c.name, c.kind, c.trial, c.hash, status, len(ok), stats, runs=runs,
                message=message)
 
 
-def spread_dominates(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]],
-                     metrics: list[str], directions: list[str]) -> bool:
-    """``a`` beats ``b`` on every objective by more than the sum of their stds."""
-    for m, d in zip(metrics, directions, strict=True):
-        if m not in a or m not in b:
-            return False
-        gain = -direction_sign(d) * (a[m]["mean"] - b[m]["mean"])  # > 0: a is better
-        if not gain > a[m]["std"] + b[m]["std"]:
-            return False
-    return True
+def per_seed(row: Row, metric: str) -> dict[int, float]:
+    """seed -> the value an objective is compared on, over the row's finished seeds."""
+    key = COMPARED_ON.get(metric, metric)
+    return {r["seed"]: float(r["metrics"][key]) for r in row.runs
+            if r["status"] == "ok" and r["metrics"].get(key) is not None}
+
+
+def compare_rows(rows: list[Row], metrics: list[str],
+                 directions: list[str]) -> list[dict[str, Any]]:
+    """Every (found, baseline) pair on every objective, tested and Holm-corrected;
+    fills each found row's ``dominates``."""
+    tests = []
+    found = [r for r in rows if r.kind == "found" and r.seeds_ok]
+    baselines = [r for r in rows if r.kind == "baseline" and r.seeds_ok]
+    for f in found:
+        for b in baselines:
+            for m, d in zip(metrics, directions, strict=True):
+                a, z = per_seed(f, m), per_seed(b, m)
+                if not a or not z:
+                    continue
+                tests.append({"found": f.name, "baseline": b.name, "metric": m,
+                              "compared_on": COMPARED_ON.get(m, m), "direction": d,
+                              **compare(a, z)})
+    judge(tests)
+    for f in found:
+        f.dominates = [b.name for b in baselines
+                       if len(mine := [t for t in tests if t["found"] == f.name
+                                       and t["baseline"] == b.name]) == len(metrics)
+                       and all(t["verdict"] == "found better" for t in mine)]
+    return tests
+
+
+def seeds_guidance(tests: list[dict[str, Any]], seeds: int) -> dict[str, Any]:
+    """How many seeds would separate the closest pair that the test cannot yet."""
+    open_ = [t for t in tests if not t["significant"]]
+    if not open_:
+        return {"text": f"every difference is significant with {seeds} seed(s)"}
+    finite = [t for t in open_ if t.get("seeds_needed") is not None]
+    if not finite:
+        return {"text": "the remaining differences are exactly zero: no number of seeds "
+                        "separates them"}
+    hardest = max(finite, key=lambda t: t["seeds_needed"])
+    n = hardest["seeds_needed"]
+    more = f"more than {n - 1}" if n > 1000 else str(n)
+    return {"closest": {k: hardest[k] for k in ("found", "baseline", "metric")},
+            "seeds": n,
+            "text": f"{hardest['found']} vs {hardest['baseline']} on {hardest['metric']} "
+                    f"(difference {hardest['diff']:.3g}, spread {hardest['sd']:.3g}): about "
+                    f"{more} seeds for the {hardest['test']} test to reject at alpha "
+                    f"{ALPHA} with {POWER:.0%} power, if the difference and spread hold "
+                    f"(now {seeds}; `nas rank --seeds {min(n, 1000)}`)"}
 
 
 def _rank_rows(rows: list[Row], metrics: list[str], directions: list[str]) -> None:
-    complete = [r for r in rows if r.seeds_ok and all(m in r.metrics for m in metrics)]
-    ranks = pareto_ranks([to_minimization([r.metrics[m]["mean"] for m in metrics],
+    keys = [COMPARED_ON.get(m, m) for m in metrics]
+    complete = [r for r in rows if r.seeds_ok and all(k in r.metrics for k in keys)]
+    ranks = pareto_ranks([to_minimization([r.metrics[k]["mean"] for k in keys],
                                           directions) for r in complete])
     for r, k in zip(complete, ranks, strict=True):
         r.pareto_rank = k
-    baselines = [r for r in complete if r.kind == "baseline"]
-    for r in complete:
-        if r.kind == "found":
-            r.dominates = [b.name for b in baselines
-                           if spread_dominates(r.metrics, b.metrics, metrics, directions)]
 
 
 def load_rank(results: RunResults) -> dict[str, Any] | None:

@@ -6,8 +6,11 @@ plotly.js embedded; no stylesheet, script or image is fetched from anywhere.
 
 Sections: the study (description, objectives, constraints, training protocol), the budget
 spent and trial counts, the Pareto front (plot, hypervolume and reference point, front
-table, baselines), the ranking table (if ``nas rank`` was run: RUN_DIR/rank.json) and
-the chosen spec (the latest ``nas export``: RUN_DIR/exports/exports.jsonl and its YAML).
+table, baselines measured in the search or by ``nas rank``, trials a baseline
+dominates), the ranking table (if ``nas rank`` was run: RUN_DIR/rank.json) and the chosen
+architecture: the trial that ``pick`` (default ``knee``, the rule of ``nas export
+--pick``) selects NOW, named with its rule and reason, its spec, and the exports already
+made (RUN_DIR/exports/exports.jsonl), each marked whether it is that trial.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from ..outputs import write_output, write_side
-from .export import hide_password, read_exports
-from .front import ParetoResult, pareto
-from .plot import html_figure, png_bytes, short_name
+from .export import hide_password, pick_trial, read_exports
+from .front import ParetoResult, baseline_verdict, pareto
+from .plot import html_figure, plot_title, png_bytes, short_name
 from .rank import load_rank
 from .records import RunResults
 
@@ -63,7 +67,8 @@ def _kv(pairs: list[tuple[str, Any]]) -> str:
         "<thead><tr><th></th><th></th></tr></thead>", "")
 
 
-def build_report(results: RunResults, *, interactive: bool = False) -> str:
+def build_report(results: RunResults, *, interactive: bool = False,
+                 pick: str = "knee") -> str:
     """The report's HTML text."""
     study = results.study
     summary = results.summary()
@@ -77,14 +82,14 @@ def build_report(results: RunResults, *, interactive: bool = False) -> str:
     parts.append(_budget_section(summary))
     parts.append(_front_section(results, front, interactive))
     parts.append(_rank_section(results))
-    parts.append(_export_section(results))
+    parts.append(_export_section(results, pick))
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
 def write_report(results: RunResults, out: str | os.PathLike, *,
-                 interactive: bool = False) -> Path:
-    return write_output(out, build_report(results, interactive=interactive))
+                 interactive: bool = False, pick: str = "knee") -> Path:
+    return write_output(out, build_report(results, interactive=interactive, pick=pick))
 
 
 def _study_section(results: RunResults, summary: dict[str, Any]) -> str:
@@ -129,41 +134,46 @@ def _front_section(results: RunResults, front: ParetoResult, interactive: bool) 
     out = ["<h2>Pareto front</h2>"]
     ref = ", ".join(f"{m} {_num(v)} ({r})" for m, v, r in
                     zip(front.metrics, front.reference, front.reference_rules, strict=True))
-    out.append(f"<p>Hypervolume <b>{front.hypervolume:.6g}</b> against the reference point "
-               f"{_e(ref)} (maximised objectives negated). {len(front.front)} front "
-               f"trial(s) of {len(front.feasible)} feasible, {len(front.infeasible)} "
-               "infeasible.</p>")
+    out.append(f"<p>Hypervolume <b>{front.hypervolume:.6g}</b> of the found trials "
+               f"({front.hypervolume_with_baselines:.6g} with the baselines) against the "
+               f"reference point {_e(ref)} (maximised objectives negated). "
+               f"{len(front.front)} front trial(s) of {len(front.feasible)} feasible, "
+               f"{len(front.infeasible)} infeasible. Rule: {_e(front.to_dict()['dominance_rule'])}."
+               "</p>")
     if len(front.objectives) in (2, 3) and (front.feasible or front.infeasible):
+        title = plot_title(front, f"{results.study.name}: Pareto front")
         if interactive:
-            out.append(html_figure(front, full_html=False))
+            out.append(html_figure(front, title, full_html=False))
         else:
-            png = png_bytes(front)
+            png = png_bytes(front, f"{results.study.name}: Pareto front")
             write_side(results.run.plots_dir / "pareto.png", png)
             data = base64.b64encode(png).decode("ascii")
-            out.append(f"<img alt=\"Pareto plot\" src=\"data:image/png;base64,{data}\">")
-    if not front.front:
-        out.append("<p>No feasible trial at full fidelity yet.</p>")
-        return "\n".join(out)
-    knee = front.knee.number if front.knee else None
-    rows = [[f"{t.number}{' (knee)' if t.number == knee else ''}"]
-            + [_num(t.value(m)) for m in front.metrics] + [(t.hash or "")[:12], t.block_mix()]
-            for t in front.front]
+            out.append(f"<img alt=\"{_e(title)}\" src=\"data:image/png;base64,{data}\">")
     num = set(range(1, 1 + len(front.metrics)))
-    out.append(_table(["trial"] + front.metrics + ["hash", "blocks"], rows, num))
+    if not front.front:
+        out.append("<p>No found trial on the front: " + (
+            "a baseline dominates every feasible trial.</p>" if front.feasible else
+            "no feasible trial at full fidelity yet.</p>"))
+    else:
+        knee = front.knee.number if front.knee else None
+        rows = [[f"{t.number}{' (knee)' if t.number == knee else ''}"]
+                + [_num(t.value(m)) for m in front.metrics]
+                + [(t.hash or "")[:12], t.block_mix()] for t in front.front]
+        out.append(_table(["trial"] + front.metrics + ["hash", "blocks"], rows, num))
     d = front.to_dict()
+    if d["dominated_by_baseline"]:
+        rows = [[b["trial"]] + [_num(b["values"][m]) for m in front.metrics]
+                + [", ".join(map(short_name, b["baselines"]))]
+                for b in d["dominated_by_baseline"]]
+        out.append("<p>Feasible trials a baseline dominates (off the front, never "
+                   "picked):</p>")
+        out.append(_table(["trial"] + front.metrics + ["dominated by"], rows, num))
     if d["baselines"]:
-        brows = []
-        for b in d["baselines"]:
-            if not b["feasible"]:
-                verdict = f"{b['status']}: not comparable"
-            elif b["dominated_by"]:
-                verdict = "dominated by trial " + ", ".join(map(str, b["dominated_by"]))
-            else:
-                verdict = "not dominated by the front"
-            brows.append([short_name(b["name"])] + [_num(b["values"][m])
-                                                    for m in front.metrics] + [verdict])
-        out.append("<p>Baselines (same protocol, evaluated in the search):</p>")
-        out.append(_table(["baseline"] + front.metrics + ["vs the front"], brows, num))
+        brows = [[short_name(b["name"])] + [_num(b["values"][m]) for m in front.metrics]
+                 + [baseline_verdict(b), b["source"]] for b in d["baselines"]]
+        out.append("<p>Baselines (same protocol):</p>")
+        out.append(_table(["baseline"] + front.metrics + ["vs the front", "measured in"],
+                          brows, num))
     return "\n".join(out)
 
 
@@ -174,40 +184,75 @@ def _rank_section(results: RunResults) -> str:
                 f"{_e(results.run.path)}</code> re-evaluates the best architectures and "
                 "the baselines over several seeds.</p>")
     metrics = [o["metric"] for o in rank["objectives"]]
+    proto = rank.get("protocol", {})
+    compared = proto.get("compared_on", {})
     rows = []
     for r in rank["rows"]:
         cells = [short_name(r["name"]) if r["kind"] == "baseline" else r["name"], r["kind"],
                  r["pareto_rank"] or "-"]
         for m in metrics:
-            s = r["metrics"].get(m)
-            cells.append(f"{s['mean']:.4g} ± {s['std']:.2g}" if s else "-")
+            s = r["metrics"].get(compared.get(m, m))
+            cells.append(f"{s['mean']:.4g} ± {s.get('sem', 0):.2g}" if s else "-")
         cells += [r["status"], ", ".join(short_name(x) for x in r["dominates"])]
         rows.append(cells)
-    table = _table(["name", "kind", "Pareto rank"] + [f"{m} (mean ± std)" for m in metrics]
+    table = _table(["name", "kind", "Pareto rank"]
+                   + [f"{compared.get(m, m)} (mean ± se)" for m in metrics]
                    + ["status", "dominates"], rows)
-    proto = rank.get("protocol", {})
+    tests = [[t["found"], short_name(t["baseline"]), t["compared_on"],
+              f"{t['diff']:+.4g} ± {t['se']:.2g}" if t["se"] else f"{t['diff']:+.4g} (exact)",
+              t["test"], _num(t["p_holm"], 3), t["verdict"], t.get("seeds_needed") or ""]
+             for t in rank.get("comparisons", [])]
+    if tests:
+        table += ("<p>Found minus baseline:</p>" + _table(
+            ["found", "baseline", "objective", "difference ± se", "test", "p (Holm)",
+             "verdict", "seeds to separate"], tests))
+    load = rank.get("load_average_1_5_15", {})
+    test = rank.get("test", {})
     return (f"<h2>Ranking</h2><p>{len(rank['seeds'])} seed(s) per architecture, "
             f"{_e(rank.get('executed', ''))}; device {_e(proto.get('device', '?'))}, "
             f"precision {_e(proto.get('precision', '?'))}, torch "
-            f"{_e(proto.get('torch', '?'))}. {_e(rank['dominance_rule'])}.</p>{table}")
+            f"{_e(proto.get('torch', '?'))}, {_e(proto.get('threads_pinned', '?'))} "
+            f"thread(s); load average {_e(load.get('start', '?'))} at the start. Test: "
+            f"{_e(test.get('name', '?'))}, alpha {_e(test.get('alpha', '?'))}. "
+            f"{_e(rank.get('dominance_rule', ''))}. Seeds: "
+            f"{_e(rank.get('seeds_guidance', {}).get('text', ''))}.</p>{table}")
 
 
-def _export_section(results: RunResults) -> str:
+def _export_section(results: RunResults, pick: str) -> str:
+    """The architecture ``pick`` chooses now (stated: rule, trial, reason) and the exports
+    made so far, each marked whether it is that trial."""
+    out = ["<h2>Chosen architecture</h2>"]
+    try:
+        picked = pick_trial(results, pick)
+    except UserError as err:
+        picked = None
+        out.append(f"<p>Pick rule <code>{_e(pick)}</code>: {_e(err)}</p>")
+    if picked is not None:
+        t = picked.measured
+        values = ", ".join(f"{o.metric} {_num(t.value(o.metric))}"
+                           for o in results.study.objectives)
+        out.append(f"<p>Pick rule <code>{_e(pick)}</code> (as <code>nas export --pick "
+                   f"{_e(pick)}</code>) chooses <b>trial {picked.trial.number}</b>: "
+                   f"{_e(picked.reason)}; {_e(values)}; hash "
+                   f"<code>{_e((picked.trial.hash or '')[:16])}</code>, blocks "
+                   f"{_e(picked.trial.block_mix())}.</p>")
     exports = read_exports(results)
     if not exports:
-        return ("<h2>Chosen architecture</h2><p class=\"muted\">None exported yet: "
-                f"<code>nas export {_e(results.run.path)} --pick knee -o arch.yaml</code>"
-                "</p>")
-    last = exports[-1]
-    text = None
-    for candidate in (last.get("copy"), last.get("path")):
-        if candidate and Path(candidate).is_file():
-            text = Path(candidate).read_text()
-            break
-    values = ", ".join(f"{k} {_num(v)}" for k, v in last.get("values", {}).items())
-    body = (f"<p>Trial {_e(last['trial'])} picked by <code>{_e(last['pick'])}</code> "
-            f"({_e(last.get('why', ''))}; {_e(values)}), written to "
-            f"<code>{_e(last['path'])}</code>, hash <code>{_e(last['hash'][:16])}</code>.</p>")
-    if text is not None:
-        body += f"<pre>{_e(text)}</pre>"
-    return "<h2>Chosen architecture</h2>" + body
+        out.append(f"<p class=\"muted\">Not exported yet: <code>nas export "
+                   f"{_e(results.run.path)} --pick {_e(pick)} -o arch.yaml</code></p>")
+        return "\n".join(out)
+    chosen = picked.trial.number if picked is not None else None
+    rows = [[e.get("time", ""), e["pick"], e["trial"], "yes" if e["trial"] == chosen else "no",
+             e["path"]] for e in exports]
+    out.append("<p>Exports made (<code>nas export</code>):</p>")
+    out.append(_table(["time", "pick", "trial", f"is the {pick} choice", "written to"], rows))
+    match = [e for e in exports if e["trial"] == chosen]
+    if match:
+        text = None
+        for candidate in (match[-1].get("copy"), match[-1].get("path")):
+            if candidate and Path(candidate).is_file():
+                text = Path(candidate).read_text()
+                break
+        if text is not None:
+            out.append(f"<p>Its exported spec ({_e(match[-1]['name'])}):</p><pre>{_e(text)}</pre>")
+    return "\n".join(out)

@@ -22,7 +22,6 @@ from nas.results.hypervolume import (
     to_minimization,
 )
 from nas.results.knee import knee_index
-from nas.results.rank import spread_dominates
 from nas.results.records import ObjectiveRef
 
 
@@ -182,21 +181,3 @@ def test_reference_point_rules():
     r = to_minimization(ref, dirs)
     for p in feasible:
         assert all(v < rv for v, rv in zip(to_minimization(p, dirs), r, strict=True))
-
-
-# --------------------------------------------------------------------------- rank
-def test_spread_dominance_needs_every_gap_beyond_the_spread():
-    metrics, dirs = ["accuracy", "latency_ms"], ["maximize", "minimize"]
-
-    def row(acc, acc_sd, lat, lat_sd):
-        return {"accuracy": {"mean": acc, "std": acc_sd},
-                "latency_ms": {"mean": lat, "std": lat_sd}}
-
-    a = row(0.90, 0.01, 1.0, 0.1)
-    assert spread_dominates(a, row(0.80, 0.02, 2.0, 0.2), metrics, dirs)
-    # Accuracy gap 0.02 is inside the spread 0.01 + 0.02: not a win.
-    assert not spread_dominates(a, row(0.88, 0.02, 2.0, 0.2), metrics, dirs)
-    # Better accuracy but slower: not dominance.
-    assert not spread_dominates(a, row(0.80, 0.0, 0.5, 0.0), metrics, dirs)
-    # Missing metric (an infeasible baseline never trained): never dominated.
-    assert not spread_dominates(a, {"latency_ms": {"mean": 5.0, "std": 0.0}}, metrics, dirs)

@@ -101,8 +101,14 @@ def test_front_is_feasible_and_non_dominated(results):
         assert t.kind == "search" and t.status == "ok" and t.constraints_met
         assert t.value("params") <= PARAMS_LIMIT
         assert not any(dominates(q, pts[t.number]) for q in pts.values())
-    for n, p in pts.items():  # every feasible trial off the front is dominated
-        assert n in front or any(dominates(pts[f], p) for f in front)
+    # every feasible trial off the front is dominated by a front trial or a baseline
+    # (one rule over both: the small baseline beats some found trials in this run)
+    base = {b.name: to_minimization([b.value(m) for m in res.metrics], dirs)
+            for b in res.baselines if b.constraints_met}
+    for n, p in pts.items():
+        beaten_by = [name for name, q in base.items() if dominates(q, p)]
+        assert res.dominated_by_baseline.get(n, []) == beaten_by
+        assert (n in front) != (bool(beaten_by) or any(dominates(pts[f], p) for f in front))
     assert not front & {t.number for t in results.trials if t.status == "infeasible"}
 
 
@@ -111,8 +117,10 @@ def test_hypervolume_of_the_run_matches_brute_force_and_optuna(results):
 
     res = pareto(results)
     assert res.reference == [0.0, float(PARAMS_LIMIT)]  # accuracy 0, the params limit
-    pts = [to_minimization([t.value(m) for m in res.metrics], res.directions)
-           for t in res.front]
+    # the found trials' own front (a baseline does not take volume away from the search)
+    found = [to_minimization([t.value(m) for m in res.metrics], res.directions)
+             for t in res.feasible]
+    pts = [p for p in found if not any(dominates(q, p) for q in found)]
     ref = to_minimization(res.reference, res.directions)
     assert res.hypervolume > 0
     assert res.hypervolume == pytest.approx(hv_grid(pts, ref), rel=1e-12)
@@ -207,19 +215,31 @@ def test_export_then_build_gives_the_trials_network(results, tmp_path, capsys, p
     assert m["device"] == "cpu" and m["precision"] == "fp32"
     assert m["batch_size"] == 32 and m["torch"] == torch.__version__
     assert m["latency"]["batch"] == 1 and m["latency"]["repeats"] == 3
+    # best: among the feasible trials no baseline dominates (the small baseline beats
+    # some in this run); the reason says how many were skipped
+    beaten = pareto(results).dominated_by_baseline
+    allowed = [t for t in results.found() if t.number not in beaten]
+    assert trial.number not in beaten
+    if beaten and pick.startswith("best:"):
+        assert f"{len(beaten)} trial(s) a baseline dominates skipped" in prov["why"]
     if pick == "best:params":
-        assert trial.metrics["params"] == min(t.metrics["params"] for t in results.found())
+        assert trial.metrics["params"] == min(t.metrics["params"] for t in allowed)
     if pick == "best:accuracy":
-        assert trial.value("accuracy") == max(t.value("accuracy") for t in results.found())
+        assert trial.value("accuracy") == max(t.value("accuracy") for t in allowed)
     if pick == "knee":
         assert trial.number == pareto(results).knee.number
 
 
 def test_export_limits_and_refusals(results, tmp_path):
     found = results.found()
-    smallest = min(t.value("params") for t in found)
+    beaten = pareto(results).dominated_by_baseline
+    smallest = min(t.value("params") for t in found if t.number not in beaten)
     picked = pick_trial(results, "best:accuracy", {"params": smallest})
     assert picked.trial.value("params") == smallest
+    for t in found:  # a limit only a baseline-dominated trial meets: refused, saying so
+        if t.number in beaten and t.value("params") < smallest:
+            with pytest.raises(UserError, match="dominated by a baseline"):
+                pick_trial(results, "best:accuracy", {"params": t.value("params")})
     with pytest.raises(UserError, match="no feasible trial with params <= 1"):
         pick_trial(results, "knee", {"params": 1})
     infeasible = next(t for t in results.trials if t.status == "infeasible")
@@ -247,7 +267,8 @@ def test_rank_reevaluates_under_the_search_protocol(results, ranked):
         assert seed0["metrics"]["accuracy"] == t.metrics["accuracy"]
         assert seed0["metrics"]["train_loss"] == pytest.approx(t.metrics["train_loss"],
                                                                rel=1e-5)
-        assert r["metrics"]["params"] == {"mean": t.metrics["params"], "std": 0.0, "n": 2}
+        assert r["metrics"]["params"] == {"mean": t.metrics["params"], "std": 0.0,
+                                          "sem": 0.0, "n": 2}
         accs = [run["metrics"]["accuracy"] for run in r["runs"]]
         assert r["metrics"]["accuracy"]["mean"] == pytest.approx(sum(accs) / 2)
     resnet = baselines["zoo:resnet18-cifar"]
@@ -256,16 +277,36 @@ def test_rank_reevaluates_under_the_search_protocol(results, ranked):
     assert not any("zoo:resnet18-cifar" in r["dominates"] for r in found)
     ranked_rows = [r for r in rows if r["pareto_rank"] is not None]
     assert min(r["pareto_rank"] for r in ranked_rows) == 1
-    for r in found:  # spread dominance implies plain dominance, hence a better rank
+    for r in found:  # significant on every objective implies a better Pareto rank
         for name in r["dominates"]:
             assert r["pareto_rank"] < baselines[name]["pareto_rank"]
+    # One test per (found, measured baseline, objective), Holm-adjusted, paired by seed.
+    small = [b for b in baselines.values() if b["seeds_ok"]]
+    tests = ranked["comparisons"]
+    assert len(tests) == len(found) * len(small) * 2
+    for t in tests:
+        assert t["test"].startswith("paired t") and t["n_pairs"] == 2
+        assert t["p_holm"] >= t["p"]
+        f = next(r for r in found if r["name"] == t["found"])
+        b = baselines[t["baseline"]]
+        key = t["compared_on"]
+        assert t["diff"] == pytest.approx(f["metrics"][key]["mean"] - b["metrics"][key]["mean"])
+    assert ranked["test"]["alpha"] == 0.05 and "Holm" in ranked["test"]["name"]
+    assert len(ranked["load_average_1_5_15"]["start"]) == 3
+    assert ranked["protocol"]["threads_pinned"] == 1
+    for r in rows:
+        for run in r["runs"]:
+            if run["status"] == "ok":  # the spread of each latency measurement is known
+                assert run["latency_spread"] >= 0 and isinstance(run["latency_noisy"], bool)
 
 
 def test_rank_cli_text_says_what_dominates_means(results, ranked, capsys):
     from nas.commands.rank import format_text
 
     text = format_text(ranked)
-    assert "seed spread" in text and "trial " in text and "resnet18-cifar" in text
+    assert "Holm" in text and "alpha 0.05" in text and "trial " in text
+    assert "resnet18-cifar" in text and "latency compared on" in text
+    assert "seeds:" in text and "found - baseline" in text
 
 
 # --------------------------------------------------------------------------- report
@@ -277,6 +318,6 @@ def test_report_is_one_self_contained_page(results, ranked, tmp_path):
     m = re.search(r'src="data:image/png;base64,([^"]+)"', text)
     assert m and base64.b64decode(m.group(1))[:8] == b"\x89PNG\r\n\x1a\n"
     assert not re.search(r'(src|href)="(https?:)?//', text)  # nothing fetched
-    assert "Ranking" in text and "seed spread" in text
+    assert "Ranking" in text and "Holm" in text
     assert rec["name"] in text and "provenance" in text
     assert f"{ranked['rows'][0]['metrics']['accuracy']['mean']:.4g}" in text

@@ -186,6 +186,9 @@ def test_asha_stops_trials_on_the_primary_objective(tmp_path):
     for t in trials:
         if t.user_attrs.get("status") == "ok":
             assert t.user_attrs["epochs_done"] == 4  # survivors train to the end
+            # ... and their learning curve is Optuna's intermediate values (dashboard)
+            assert [t.intermediate_values[e] for e in range(1, 5)] == pytest.approx(
+                t.user_attrs["curve"])
     # Every trial recorded at a rung reported that value at that epoch.
     for rung in rungs["rungs"]:
         for number, value in rung["trials"].items():
