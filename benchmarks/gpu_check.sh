@@ -4,6 +4,8 @@
 # GPU_CHECK_LIMIT_SCALE multiplies them, 8 by default in a dry run).
 #
 #   bash benchmarks/gpu_check.sh                    # on a machine with a CUDA GPU
+#   python benchmarks/gpu_wheels.py                 # first, where the GPU machine has no
+#                                                   # registry: .whl/ travels with the tree
 #   GPU_CHECK_DRY=1 bash benchmarks/gpu_check.sh    # CPU dry run: every step, tiny, on
 #                                                   # the CPU, into a temporary folder
 #
@@ -17,28 +19,43 @@
 #   train_throughput.{json,png}, device_profile.yaml, profile_fidelity.{json,png},
 #   latency_fidelity.{json,png}, attention_scaling.{json,png}
 # and copies the measured profile to nas/profiles/<gpu name>.yaml (not in a dry run).
+# Where $OUT names a folder (a lent machine's result folder) everything above is also
+# packed into $OUT/gpu_check.tgz: such machines send back only a few files.
 # Each step runs under `timeout`, so a slow one cannot eat the others, and a failing
 # step is recorded and the script goes on; the exit code is the number of failed steps.
 # Steps run in order of importance, in case the GPU time is cut short.
 set -u
 cd "$(dirname "$0")/.."
+# A bare GPU machine has torch but not Optuna or Ray: `python benchmarks/gpu_wheels.py`
+# prepares .whl/ on a machine with registries, and the wheels travel with the tree.
+if [ -d .whl ] && ! python3 -c "import optuna, ray" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
+    || { echo "gpu_check: installing .whl/ failed" >&2; exit 2; }
+  export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
+  export PATH=/tmp/site/bin:$PATH
+  # run from the source tree: the package `nas.studies` is the folder studies/ (an
+  # install maps it; here a link does)
+  [ -e nas/studies ] || ln -s ../studies nas/studies
+fi
+# The device tool's result folder (files written there come back); RES is ours.
+BUNDLE_TO=${OUT:-}
 PY=${PYTHON:-.venv/bin/python}
-[ -x "$PY" ] || PY=python
+[ -x "$PY" ] || PY=python3
 DRY=${GPU_CHECK_DRY:-0}
 if [ "$DRY" = 1 ]; then
-  OUT=${GPU_CHECK_OUT:-$(mktemp -d -t gpu-check-dry-XXXX)}
+  RES=${GPU_CHECK_OUT:-$(mktemp -d -t gpu-check-dry-XXXX)}
   DEV=cpu
   SCALE=${GPU_CHECK_LIMIT_SCALE:-8}  # a shared CPU is slow to even import torch
 else
-  OUT=benchmarks/results/cuda
+  RES=benchmarks/results/cuda
   DEV=cuda
   SCALE=${GPU_CHECK_LIMIT_SCALE:-1}
   "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || {
     echo "gpu_check: no CUDA GPU here (torch.cuda.is_available() is False); for a CPU dry" \
          "run use GPU_CHECK_DRY=1" >&2; exit 2; }
 fi
-mkdir -p "$OUT/logs"
-: > "$OUT/steps.jsonl"
+mkdir -p "$RES/logs"
+: > "$RES/steps.jsonl"
 FAILED=0
 START=$(date +%s)
 
@@ -48,17 +65,17 @@ step() {
   local t0 rc
   t0=$(date +%s)
   echo "== $name (limit ${limit}s)" >&2
-  timeout --kill-after=15 "$limit" "$@" > "$OUT/logs/$name.log" 2>&1
+  timeout --kill-after=15 "$limit" "$@" > "$RES/logs/$name.log" 2>&1
   rc=$?
   local secs=$(( $(date +%s) - t0 ))
   local timed_out=false
   { [ $rc -eq 124 ] || [ $rc -eq 137 ]; } && timed_out=true
   printf '{"step": "%s", "rc": %d, "seconds": %d, "timed_out": %s, "limit_s": %d}\n' \
-    "$name" "$rc" "$secs" "$timed_out" "$limit" >> "$OUT/steps.jsonl"
+    "$name" "$rc" "$secs" "$timed_out" "$limit" >> "$RES/steps.jsonl"
   if [ $rc -ne 0 ]; then
     FAILED=$((FAILED + 1))
     echo "   FAILED rc=$rc after ${secs}s (timed out: $timed_out); tail of the log:" >&2
-    tail -n 5 "$OUT/logs/$name.log" >&2
+    tail -n 5 "$RES/logs/$name.log" >&2
   else
     echo "   ok in ${secs}s" >&2
   fi
@@ -76,10 +93,10 @@ if dev.type == 'cuda':
     p = torch.cuda.get_device_properties(dev)
     info.update(memory_mb=p.total_memory / 2**20, capability=f'{p.major}.{p.minor}',
                 gpus=torch.cuda.device_count())
-open('$OUT/env.json', 'w').write(json.dumps(info, indent=1))
+open('$RES/env.json', 'w').write(json.dumps(info, indent=1))
 print(json.dumps(info))"
 
-step cuda_tests 100 "$PY" -m pytest -q -rs tests/nas/test_cuda.py --junitxml="$OUT/cuda_tests.xml"
+step cuda_tests 100 "$PY" -m pytest -q -rs tests/nas/test_cuda.py --junitxml="$RES/cuda_tests.xml"
 
 if [ "$DRY" = 1 ]; then  # CPU trials, a few of them; no giant baseline (a host OOM)
   step search 120 "$PY" -c "
@@ -93,48 +110,53 @@ s['training'].update(epochs=1, batch_size=32)
 s['measure'].update(batch_size=1, warmup=0, repeats=1)
 s['budget'] = '2trials'
 s['baselines'] = []
-run_search(s, run_dir='$OUT/search', progress=False)"
+run_search(s, run_dir='$RES/search', progress=False)"
 else
   step search 150 "$PY" -m nas.cli search benchmarks/gpu_check/study.yaml \
-    --out "$OUT/search" --with-baselines
+    --out "$RES/search" --with-baselines
 fi
-step search_summary 30 "$PY" benchmarks/_gpu_search_summary.py "$OUT/search" "$OUT/search.json"
+step search_summary 30 "$PY" benchmarks/_gpu_search_summary.py "$RES/search" "$RES/search.json"
 
 if [ "$DRY" = 1 ]; then
   step train_throughput 60 "$PY" benchmarks/train_throughput.py --device cpu --json \
     --models resnet18-cifar --seeds 0 --steps 1 --batch 4 --train-images 40 \
-    --test-images 8 --out "$OUT/train_throughput.json"
+    --test-images 8 --out "$RES/train_throughput.json"
   step profile_device 60 "$PY" -m nas.cli profile-device --device cpu --quick --batch 1 \
-    --out "$OUT/device_profile.yaml"
+    --out "$RES/device_profile.yaml"
   step profile_fidelity 45 "$PY" benchmarks/profile_fidelity.py --device cpu \
-    --profile "$OUT/device_profile.yaml" --studies digits --samples 2 --warmup 0 \
-    --repeats 1 --out "$OUT/profile_fidelity.json"
+    --profile "$RES/device_profile.yaml" --studies digits --samples 2 --warmup 0 \
+    --repeats 1 --out "$RES/profile_fidelity.json"
   step latency_fidelity 45 "$PY" benchmarks/latency_fidelity.py --device cpu --batch 1 \
     --zoo resnet18-cifar --studies digits --samples 1 --warmup 0 --repeats 1 --no-rss \
-    --out "$OUT/latency_fidelity.json"
+    --out "$RES/latency_fidelity.json"
   step attention_scaling 60 "$PY" benchmarks/attention_scaling.py --device cpu \
     --parts kernels --kernels full linear --sizes 8 --min-repeats 1 --time-budget 0.1 \
-    --out "$OUT/attention_scaling.json"
+    --out "$RES/attention_scaling.json"
 else
   step train_throughput 60 "$PY" benchmarks/train_throughput.py --device cuda --json \
-    --steps 60 --out "$OUT/train_throughput.json"
+    --steps 60 --out "$RES/train_throughput.json"
   step profile_device 75 "$PY" -m nas.cli profile-device --device cuda \
-    --out "$OUT/device_profile.yaml"
-  if [ -f "$OUT/device_profile.yaml" ]; then
+    --out "$RES/device_profile.yaml"
+  if [ -f "$RES/device_profile.yaml" ]; then
     name=$("$PY" -c "
 import re, torch
 print(re.sub(r'[^a-z0-9]+', '-', torch.cuda.get_device_name(0).lower()).strip('-'))")
-    cp "$OUT/device_profile.yaml" "nas/profiles/$name.yaml"
+    cp "$RES/device_profile.yaml" "nas/profiles/$name.yaml"
   fi
   step profile_fidelity 60 "$PY" benchmarks/profile_fidelity.py --device cuda \
-    --profile "$OUT/device_profile.yaml" --samples 5 --out "$OUT/profile_fidelity.json"
+    --profile "$RES/device_profile.yaml" --samples 5 --out "$RES/profile_fidelity.json"
   step latency_fidelity 35 "$PY" benchmarks/latency_fidelity.py --device cuda --batch 8 \
     --zoo resnet18-cifar aa-resnet18-cifar eaanet-concat-longformer resnet50 aa-resnet50 \
-    --samples 2 --repeats 10 --out "$OUT/latency_fidelity.json"
+    --samples 2 --repeats 10 --out "$RES/latency_fidelity.json"
   step attention_scaling 60 "$PY" benchmarks/attention_scaling.py --device cuda \
     --parts kernels --sizes 32 64 128 --min-repeats 3 --time-budget 0.5 \
-    --out "$OUT/attention_scaling.json"
+    --out "$RES/attention_scaling.json"
 fi
 
-echo "gpu_check: $FAILED failed step(s) in $(( $(date +%s) - START ))s; results in $OUT" >&2
+echo "gpu_check: $FAILED failed step(s) in $(( $(date +%s) - START ))s; results in $RES" >&2
+# Only a few files come back from a lent machine: one archive of everything written.
+if [ -n "$BUNDLE_TO" ] && [ -d "$BUNDLE_TO" ]; then
+  tar czf "$BUNDLE_TO/gpu_check.tgz" "$RES" nas/profiles && \
+    echo "gpu_check: bundled into $BUNDLE_TO/gpu_check.tgz" >&2
+fi
 exit "$FAILED"
