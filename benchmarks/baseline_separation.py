@@ -65,9 +65,11 @@ def summarise(rows: list[dict], models: list[str]) -> dict:
     out = {"per_model": {m: {"per_seed": v, "mean": statistics.fmean(v),
                              "std": statistics.stdev(v) if len(v) > 1 else None}
                          for m, v in per_model.items()}}
+    # Spread and pooled std only over models with >= 2 seeds: a one-seed mean carries
+    # its own seed noise, unmeasured.
     groups = [v for v in per_model.values() if len(v) > 1]
-    if len(per_model) >= 2 and groups:
-        means = [statistics.fmean(v) for v in per_model.values()]
+    if len(groups) >= 2:
+        means = [statistics.fmean(v) for v in groups]
         pooled = pooled_std(groups)
         spread = max(means) - min(means)
         out.update(pooled_seed_std=pooled, spread_best_worst=spread,
@@ -109,6 +111,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "baseline_separation.json")
     ap.add_argument("--reuse", type=Path, nargs="*", default=[],
                     help="other result files whose matching rows are taken as they are")
+    ap.add_argument("--no-train", action="store_true",
+                    help="only collect rows already measured (merge partial runs)")
     args = ap.parse_args()
 
     base = load_study(STUDY)
@@ -138,6 +142,8 @@ def main() -> None:
             for seed in args.seeds:
                 if (key, model, seed) in done:
                     rows.append(done[(key, model, seed)])
+                    continue
+                if args.no_train:
                     continue
                 data = data or load_data(study.data)
                 spec = ROOT / "studies" / "baselines" / f"{model}.yaml"
