@@ -117,7 +117,7 @@ def main() -> None:
 
     base = load_study(STUDY)
     models = args.models or [Path(b).stem for b in base.baselines]
-    training = dataclasses.asdict(base.training)
+    training = json.loads(json.dumps(dataclasses.asdict(base.training)))  # as stored
     done: dict[tuple, dict] = {}
     for path in [*args.reuse, args.out]:
         if path.exists():
