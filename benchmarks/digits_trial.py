@@ -1,15 +1,15 @@
-"""Cost per trial and reachable accuracy of the packaged digits study.
+"""Cost per trial and reachable accuracy of a packaged study (default digits).
 
-Evaluates (1) a few hand-picked specs and (2) specs sampled at random from the study's
-space, each with ``nas.trial.evaluate_candidate`` on the CPU with one torch thread (the
+Evaluates (1) a few hand-picked specs (digits only) and (2) specs sampled at random from
+the study's space, each with ``nas.trial.evaluate_candidate`` on the CPU with one torch thread (the
 study's ``resources.cpus_per_trial``), in one process (the dataset is loaded once, as
-in a search worker). Writes benchmarks/results/digits_trial.json: per trial its status,
-wall time, CPU time (what it would take on an idle core), check time, epochs and
-accuracy; the median wall time of trained trials;
-the best hand-picked accuracy; and the machine's load average (the machine may be
-shared: timings under load are slower).
+in a search worker). Writes benchmarks/results/<study>_trial.json (dashes become
+underscores: digits_trial.json, digit_scenes_trial.json): per trial its status, wall
+time, CPU time (what it would take on an idle core), check time, epochs and accuracy;
+the median wall time of trained trials; the best hand-picked accuracy; and the
+machine's load average (the machine may be shared: timings under load are slower).
 
-    python benchmarks/digits_trial.py [--samples 12] [--epochs N] [--seed 0]
+    python benchmarks/digits_trial.py [--study digits] [--samples 12] [--epochs N] [--seed 0]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from nas.data import cached_data
 from nas.study import load_study
 from nas.trial import evaluate_candidate
 
-OUT = Path(__file__).parent / "results" / "digits_trial.json"
+RESULTS = Path(__file__).parent / "results"
 
 
 def _spec(name: str, stem: int, stages: list[tuple[int, int, list[dict]]]) -> dict:
@@ -54,16 +54,19 @@ HAND_PICKED = [
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--study", default="digits", help="a packaged study name or a file")
     ap.add_argument("--samples", type=int, default=12)
     ap.add_argument("--epochs", type=int, default=None, help="default: the study's")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default: benchmarks/results/<study>_trial.json")
     args = ap.parse_args()
 
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = load_study(None)
+    study = load_study(args.study)
+    out_path = args.out or RESULTS / f"{study.name.replace('-', '_')}_trial.json"
     epochs = args.epochs or study.training.epochs
     t0 = time.perf_counter()
     data = cached_data(study.data)
@@ -90,7 +93,7 @@ def main() -> None:
               f"(cpu {cpu_s:6.2f}s) "
               f"(checks {out.check_s:.2f}s) acc {acc} params {row['params']}", flush=True)
 
-    for spec in HAND_PICKED:
+    for spec in HAND_PICKED if study.name == "digits" else []:
         run("hand", spec)
     sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=args.seed))
     for i in range(args.samples):
@@ -120,8 +123,8 @@ def main() -> None:
         if best else None,
         "trials": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=1))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(summary, indent=1))
     print(json.dumps({k: v for k, v in summary.items() if k != "trials"}, indent=1))
 
 

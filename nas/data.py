@@ -1,12 +1,13 @@
-"""Datasets for proxy training: digits (bundled, offline), CIFAR-10/100 and image folders
-(read from disk, never downloaded), and a synthetic set for tests.
+"""Datasets for proxy training: digits (bundled, offline), digit scenes (32x32 and larger
+images composed from those digits, :mod:`nas.digit_scenes`), CIFAR-10/100 and image
+folders (read from disk, never downloaded), and a synthetic set for tests.
 
 ``load_data(data_cfg, data_dir=None) -> DataBundle`` gives a training and a validation
 split with the shape (channels, size, classes) the search space must agree with. The
 validation split is a FIXED part of the training set (``val_fraction``, permutation
 seeded by ``split_seed``): a search must never look at a test set.
 
-Small datasets (digits, CIFAR, synthetic) are kept in memory as tensors
+Small datasets (digits, digit scenes, CIFAR, synthetic) are kept in memory as tensors
 (:class:`TensorData`, uint8 where the source is 8-bit) and iterated by plain index
 batching, with augmentation done on whole batches as tensor ops (on the GPU when training
 there) and the normalisation fused into the uint8 -> float conversion: DataLoader worker
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .errors import UserError
-from .study import DataConfig, SyntheticConfig
+from .study import DataConfig, ScenesConfig, SyntheticConfig
 
 #: augmentation padding for the random crop of ``augment: standard``.
 CROP_PAD = 4
@@ -200,6 +201,8 @@ def load_data(data_cfg: DataConfig | dict[str, Any],
     if kind == "digits":
         x, y = _digits()
         return _tensor_bundle(x, y, data_cfg, classes=10, scale=1.0 / 16, name="digits")
+    if kind == "digit-scenes":
+        return _digit_scenes(data_cfg)
     if kind in ("cifar10", "cifar100"):
         x, y, classes = _cifar(kind, _root(data_cfg, data_dir))
         return _tensor_bundle(x, y, data_cfg, classes=classes, scale=1.0 / 255, name=kind)
@@ -243,8 +246,11 @@ def split_indices(n: int, val_fraction: float, seed: int,
 
 
 def _tensor_bundle(x: torch.Tensor, y: torch.Tensor, cfg: DataConfig, *, classes: int,
-                   scale: float, name: str, n_val: int | None = None) -> DataBundle:
-    train_idx, val_idx = split_indices(len(y), cfg.val_fraction, cfg.split_seed, n_val)
+                   scale: float, name: str, n_val: int | None = None,
+                   split: tuple[torch.Tensor, torch.Tensor] | None = None) -> DataBundle:
+    """``split``: (train, val) indices fixed by the dataset; default ``split_indices``."""
+    train_idx, val_idx = split or split_indices(len(y), cfg.val_fraction, cfg.split_seed,
+                                                n_val)
     if cfg.subset is not None:
         train_idx = train_idx[: cfg.subset]
     xt = x[train_idx]
@@ -265,6 +271,29 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor]:
     d = load_digits()
     x = torch.tensor(d.images, dtype=torch.uint8).unsqueeze(1)  # whole numbers 0..16
     return x, torch.tensor(d.target, dtype=torch.long)
+
+
+def _digit_scenes(cfg: DataConfig) -> DataBundle:
+    """Canvases composed from the digits; validation ones only from the source digits
+    that ``split_indices(val_fraction, split_seed)`` holds out (see nas.digit_scenes)."""
+    import numpy as np
+
+    from .digit_scenes import compose
+
+    s = cfg.scenes or ScenesConfig()
+    x, y = _digits()
+    src_train, src_val = split_indices(len(y), cfg.val_fraction, cfg.split_seed)
+    images, labels = x[:, 0].numpy(), y.numpy()
+    xv, yv = compose(images[src_val.numpy()], labels[src_val.numpy()], s.val, s, salt=1)
+    xt, yt = compose(images[src_train.numpy()], labels[src_train.numpy()], s.train, s,
+                     salt=0)
+    # Stored as uint8 (0..255) like CIFAR: a quarter of the memory of float32.
+    pixels = np.rint(np.concatenate([xv, xt]) * (255 / 16)).clip(0, 255).astype(np.uint8)
+    xs = torch.from_numpy(pixels).unsqueeze(1)
+    ys = torch.from_numpy(np.concatenate([yv, yt])).long()
+    split = (torch.arange(s.val, s.val + s.train), torch.arange(s.val))
+    return _tensor_bundle(xs, ys, cfg, classes=10, scale=1.0 / 255,
+                          name=f"digit-scenes:{s.task}", split=split)
 
 
 def synthetic_tensors(cfg: SyntheticConfig, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

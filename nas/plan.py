@@ -132,6 +132,10 @@ def data_status(study: Study, data_dir: str | os.PathLike | None = None) -> dict
         s = cfg.synthetic
         train = min(s.train, cfg.subset) if cfg.subset else s.train
         out.update(train=train, val=s.val, where="generated")
+    elif kind == "digit-scenes":
+        s = cfg.scenes
+        train = min(s.train, cfg.subset) if cfg.subset else s.train
+        out.update(train=train, val=s.val, where="composed from scikit-learn's digits")
     elif kind in _CIFAR_FOLDERS:
         from .data import _root
 

@@ -24,13 +24,15 @@ from typing import Any
 
 import yaml
 
+from .digit_scenes import TASKS as SCENE_TASKS
+from .digit_scenes import ScenesConfig, check_config
 from .errors import UserError
 
 #: metric names a study may optimise or constrain.
 METRICS = ("accuracy", "latency_ms", "memory_mb", "params", "macs")
 #: metrics a constraint may bound from above (accuracy is an objective, never a maximum).
 CONSTRAINT_METRICS = ("latency_ms", "memory_mb", "params", "macs")
-DATASETS = ("digits", "cifar10", "cifar100", "imagefolder", "synthetic")
+DATASETS = ("digits", "digit-scenes", "cifar10", "cifar100", "imagefolder", "synthetic")
 SAMPLERS = ("nsga2", "tpe", "random", "gp")
 DEFAULT_STUDY = "digits"
 
@@ -66,6 +68,8 @@ class DataConfig:
     #: DataLoader workers for datasets read from files (imagefolder); tensors need none.
     workers: int = 0
     synthetic: SyntheticConfig | None = None
+    #: digit-scenes only: how the images are composed (nas/digit_scenes.py).
+    scenes: ScenesConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -201,8 +205,9 @@ class Study:
     def to_dict(self) -> dict[str, Any]:
         """The resolved study as plain values (defaults filled)."""
         data = _plain(self.data)
-        if self.data.synthetic is None:
-            data.pop("synthetic")
+        for section in ("synthetic", "scenes"):
+            if getattr(self.data, section) is None:
+                data.pop(section)
         return {
             "version": self.version,
             "name": self.name,
@@ -326,11 +331,12 @@ def parse_study(raw: Any, base_dir: Path | None = None) -> Study:
 # --------------------------------------------------------------------------- sections
 def _parse_data(raw: Any, p: str) -> DataConfig:
     _mapping(raw, p)
-    values = _section({k: v for k, v in raw.items() if k != "synthetic"}, p, {
+    values = _section({k: v for k, v in raw.items() if k not in ("synthetic", "scenes")},
+                      p, {
         "dataset": _choice(DATASETS), "val_fraction": _open_fraction,
         "split_seed": _nonneg_int, "augment": _choice(("none", "standard")),
         "root": _opt(_string), "size": _opt(_size), "subset": _opt(_pos_int),
-        "workers": _nonneg_int}, extra=("synthetic",))
+        "workers": _nonneg_int}, extra=("synthetic", "scenes"))
     dataset = values.get("dataset", "digits")
     synthetic = None
     if "synthetic" in raw:
@@ -345,7 +351,24 @@ def _parse_data(raw: Any, p: str) -> DataConfig:
     if values.get("size") is not None and dataset != "imagefolder":
         raise UserError(f"{p}.size: only allowed with dataset: imagefolder "
                         f"(dataset {dataset!r} has a fixed size)")
-    return DataConfig(**values, synthetic=synthetic)
+    return DataConfig(**values, synthetic=synthetic,
+                      scenes=_parse_scenes(raw.get("scenes"), dataset, f"{p}.scenes"))
+
+
+def _parse_scenes(raw: Any, dataset: str, p: str) -> ScenesConfig | None:
+    if raw is None:
+        return ScenesConfig() if dataset == "digit-scenes" else None
+    if dataset != "digit-scenes":
+        raise UserError(f"{p}: only allowed with dataset: digit-scenes "
+                        f"(dataset is {dataset!r})")
+    cfg = ScenesConfig(**_section(raw, p, {
+        "task": _choice(SCENE_TASKS), "size": _min_int(8), "train": _pos_int,
+        "val": _pos_int, "seed": _nonneg_int, "digit_scale": _pos_int,
+        "clutter": _nonneg_int, "clutter_size": _pos_int, "min_distance": _nonneg_int}))
+    problem = check_config(cfg)
+    if problem:
+        raise UserError(f"{p}.{problem}")
+    return cfg
 
 
 def _parse_training(raw: Any, p: str) -> TrainingConfig:
@@ -510,6 +533,8 @@ def _check_agreement(study: Study) -> None:
     elif data.dataset == "synthetic":
         s = data.synthetic
         got = (s.channels, s.size, s.classes)
+    elif data.dataset == "digit-scenes":
+        got = (1, (data.scenes.size, data.scenes.size), 10)
     else:  # imagefolder: classes are known when the folder is read (Study.check_data)
         got = (3, data.size or want[1], want[2])
     if want != got:

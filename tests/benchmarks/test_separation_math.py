@@ -1,0 +1,47 @@
+"""The arithmetic baseline_separation.py reports with (pooled seed std, best-worst
+spread, its ratio) and the tags scenes_space_constraints.py counts candidates by, on
+small inputs whose answers are worked out by hand. No training, no timings."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import baseline_separation as bs  # noqa: E402
+import scenes_space_constraints as sc  # noqa: E402
+
+from search_space import ModelSpec  # noqa: E402
+
+
+def test_pooled_std_is_the_root_mean_within_model_variance():
+    # variances 0.01 (0.8, 0.9, 1.0) and 0.0004 (0.5, 0.52, 0.54): mean 0.0052
+    assert bs.pooled_std([[0.8, 0.9, 1.0], [0.5, 0.52, 0.54]]) == pytest.approx(0.0052 ** 0.5)
+
+
+def test_summary_spread_and_ratio_over_models():
+    rows = [{"model": m, "seed": s, "accuracy": a} for m, s, a in [
+        ("a", 1, 0.9), ("a", 0, 0.8), ("a", 2, 1.0),
+        ("b", 0, 0.5), ("b", 1, 0.52), ("b", 2, 0.54),
+        ("c", 0, None)]]  # a failed run is left out, not counted as 0
+    out = bs.summarise(rows, ["a", "b", "c"])
+    assert set(out["per_model"]) == {"a", "b"}
+    assert out["per_model"]["a"]["per_seed"] == [0.8, 0.9, 1.0]  # seed order
+    assert out["spread_best_worst"] == pytest.approx(0.9 - 0.52)
+    assert out["spread_over_pooled_std"] == pytest.approx(0.38 / 0.0052 ** 0.5)
+
+
+def test_tags_name_the_attention_kind_and_its_map_side():
+    spec = ModelSpec.from_dict({
+        "version": 1, "name": "t", "input": {"channels": 1, "size": [32, 32]},
+        "classes": 10, "stem": {"kind": "conv", "channels": 8, "kernel": 3, "stride": 1},
+        "stages": [
+            {"channels": 8, "stride": 1, "blocks": [
+                {"type": "aa", "attention": "full", "heads": 2}]},
+            {"channels": 16, "stride": 2, "blocks": [
+                {"type": "eaa", "attention": "linformer", "heads": 2}, {"type": "basic"}]},
+            {"channels": 32, "stride": 2, "blocks": [{"type": "cvt", "heads": 2}]}]})
+    assert sc.tags(spec) == {"aa:full@32", "eaa:linformer@16", "basic@16", "cvt@8"}
