@@ -3,8 +3,11 @@
 Ray's ASHAScheduler with ``time_attr="asha_epoch"`` (reported by the trainable on every
 epoch but the last, see nas.trainable), ``grace_period`` and ``reduction_factor`` from the
 study's ``fidelity``, ``max_t`` the study's epochs, and ``stop_last_trials=False``: a trial
-that reached its last epoch is never stopped. After every decision that changed something
-it writes ``rungs.json`` in the run directory::
+that reached its last epoch is never stopped. Baselines (``kind: baseline``) are
+comparisons: they train to the study's full fidelity under the same protocol as the found
+trials, so ASHA never stops them and their values stay out of the rungs (a strong baseline
+must not raise the cutoff the found trials are stopped against). After every decision
+that changed something it writes ``rungs.json`` in the run directory::
 
     {"metric": "accuracy", "mode": "max", "grace_epochs": 1, "reduction_factor": 2,
      "rungs": [{"epoch": 1, "cutoff": 0.61, "trials": {"3": 0.58, "4": 0.66}}, ...],
@@ -65,6 +68,8 @@ class RecordingASHA(ASHAScheduler):
         self._numbers[trial.trial_id] = int(trial.config.get("number", -1))
 
     def on_trial_result(self, tune_controller, trial, result: dict[str, Any]) -> str:
+        if _is_baseline(trial):
+            return TrialScheduler.CONTINUE
         bracket = self._trial_info.get(trial.trial_id)
         cutoffs = ({m: bracket.cutoff(rec) for m, rec in bracket._rungs}
                    if bracket is not None else {})
@@ -82,6 +87,12 @@ class RecordingASHA(ASHAScheduler):
         self._save()
         return action
 
+    def on_trial_complete(self, tune_controller, trial, result: dict[str, Any]) -> None:
+        if _is_baseline(trial):
+            self._trial_info.pop(trial.trial_id, None)
+            return
+        super().on_trial_complete(tune_controller, trial, result)
+
     def rungs(self) -> dict[str, Any]:
         sign = 1.0 if self._mode == "max" else -1.0
         rungs = []
@@ -97,3 +108,7 @@ class RecordingASHA(ASHAScheduler):
 
     def _save(self) -> None:
         self._run.write_rungs(self.rungs())
+
+
+def _is_baseline(trial: Any) -> bool:
+    return (getattr(trial, "config", None) or {}).get("kind") == "baseline"
