@@ -27,9 +27,11 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy.exc
 import yaml
 
 from nas.ledger import Ledger
+from nas.storage import NoStorage, open_read_only
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 900  # a safety net against a hung cluster, not a speed requirement
@@ -196,10 +198,12 @@ def _trials(run: Path):
     if not (run / "run.json").exists() or not (run / "optuna.db").exists():
         return []
     meta = json.loads((run / "run.json").read_text())
+    # Read as `nas status` does (never creating tables): a plain load_study here raced the
+    # driver's table creation ("table study_directions already exists", seen in CI).
     try:
-        return optuna.load_study(study_name=meta["optuna_study"],
-                                 storage=f"sqlite:///{run / 'optuna.db'}").get_trials()
-    except KeyError:  # the study is not created yet
+        storage = open_read_only(f"sqlite:///{run / 'optuna.db'}")
+        return optuna.load_study(study_name=meta["optuna_study"], storage=storage).get_trials()
+    except (KeyError, NoStorage, sqlalchemy.exc.OperationalError):  # not created yet
         return []
 
 
