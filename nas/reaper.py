@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import subprocess
 import sys
 import time
 
-from .rundir import descendants, process_alive, process_start
+from .rundir import descendants, kill_processes, process_alive, process_start
 
 #: seconds between snapshots of the driver's process tree.
 POLL_S = 2.0
@@ -71,15 +70,7 @@ def watch(driver: int, driver_start: int | None) -> list[int]:
     time.sleep(0.2)  # the kernel closes the pipe a moment before the pid is reaped
     if process_alive(driver, driver_start):
         return []  # a normal end: the driver shut its Ray down itself
-    killed = []
-    for pid, start in seen.items():
-        if process_alive(pid, start):
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            except ProcessLookupError:
-                pass
-    return killed
+    return kill_processes(seen.items())
 
 
 if __name__ == "__main__":

@@ -269,17 +269,8 @@ class RunDir:
             return []
         if "pid" in info and process_alive(int(info["pid"]), info.get("pid_start")):
             return []
-        killed = []
-        for proc in info.get("ray_processes", []):
-            pid, start = int(proc["pid"]), proc.get("start")
-            if pid == os.getpid() or not process_alive(pid, start):
-                continue
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            except ProcessLookupError:
-                pass
-        return killed
+        procs = [(int(p["pid"]), p.get("start")) for p in info.get("ray_processes", [])]
+        return kill_processes([(pid, start) for pid, start in procs if pid != os.getpid()])
 
 
 # ---------------------------------------------------------------------- processes
@@ -303,6 +294,21 @@ def process_alive(pid: int, start: int | None = None) -> bool:
     if fields[0] in ("Z", "X"):
         return False
     return start is None or int(fields[19]) == int(start)
+
+
+def kill_processes(procs: Any) -> list[int]:
+    """SIGKILL each (pid, start time) that is still that same process (a pid the kernel
+    reused for another process is left alone); returns the pids killed."""
+    killed = []
+    for pid, start in procs:
+        if not process_alive(pid, start):
+            continue
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except ProcessLookupError:
+            pass
+    return killed
 
 
 def descendants(pid: int) -> list[dict[str, Any]]:
