@@ -11,18 +11,14 @@ from .errors import UserError
 from .ledger import Ledger
 from .rundir import RunDir
 from .storage import NoStorage
-from .study import Study
-
-#: the largest seed NumPy and Optuna's samplers accept.
-SEED_MAX = 2**32 - 1
+from .study import SEED_MAX, Study, seed_value  # noqa: F401 - SEED_MAX for nas.search
 
 
 def check_seed(seed: Any, study: Study) -> None:
     """A seed the samplers and NumPy accept, and a sampler the study's options build."""
     from .searcher import make_sampler
 
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
-        raise UserError(f"--seed: {seed!r} is not a seed (an integer from 0 to 2**32-1)")
+    seed_value(seed, "--seed")
     try:
         make_sampler(study.sampler.name, seed, study.sampler.options)
     except (TypeError, ValueError) as err:

@@ -417,7 +417,7 @@ def _parse_constraints(raw: Any, p: str) -> dict[str, float]:
 
 
 def _parse_sampler(raw: Any, p: str) -> SamplerConfig:
-    values = _section(raw, p, {"name": _choice(SAMPLERS), "seed": _seed},
+    values = _section(raw, p, {"name": _choice(SAMPLERS), "seed": seed_value},
                       extra=("options",))
     options = raw.get("options", {}) if isinstance(raw, dict) else {}
     _mapping(options, f"{p}.options")
@@ -592,9 +592,14 @@ def _pos_int(v: Any, p: str) -> int:
     return int(v)
 
 
-def _seed(v: Any, p: str) -> int:
-    """What NumPy and Optuna's samplers accept: an int in 0..2**32-1."""
-    if not _is_int(v) or not 0 <= v <= 2**32 - 1:
+#: the largest seed NumPy and Optuna's samplers accept.
+SEED_MAX = 2**32 - 1
+
+
+def seed_value(v: Any, p: str) -> int:
+    """What NumPy and Optuna's samplers accept: an int in 0..2**32-1 (``p`` names the
+    field or option in the error)."""
+    if not _is_int(v) or not 0 <= v <= SEED_MAX:
         raise UserError(f"{p}: {v!r} is not a seed (an integer from 0 to 2**32-1)")
     return v
 
