@@ -17,7 +17,7 @@ from pathlib import Path
 def summarise(run_dir: Path) -> dict:
     import optuna
 
-    from nas.ledger import Ledger
+    from nas.run.ledger import Ledger
 
     meta = json.loads((run_dir / "run.json").read_text())
     storage = f"sqlite:///{run_dir / 'optuna.db'}"

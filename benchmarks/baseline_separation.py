@@ -1,7 +1,7 @@
 """Do the digit-scenes baselines separate by more than the seed noise?
 
 Trains each model (``--models``: studies/baselines/ names) for each seed under the
-study's proxy with ``nas.trial.evaluate_candidate`` (one torch thread, as a search
+study's proxy with ``nas.evaluate.trial.evaluate_candidate`` (one torch thread, as a search
 trial), whatever the study's constraints say (baselines are comparisons: trained to the
 full proxy, never checked out), on each construction of the data (``--tasks``: the
 study's own ``data.scenes``, or a candidate of :data:`CANDIDATES` replacing it).
@@ -30,15 +30,15 @@ import statistics
 import time
 from pathlib import Path
 
-from nas.data import load_data
+from nas.evaluate.data import load_data
+from nas.evaluate.trial import evaluate_candidate
 from nas.study import load_study
-from nas.trial import evaluate_candidate
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 STUDY = ROOT / "studies" / "digit-scenes.yaml"
 
-#: candidate constructions (nas.digit_scenes.ScenesConfig fields over the study's).
+#: candidate constructions (nas.evaluate.digit_scenes.ScenesConfig fields over the study's).
 CANDIDATES = {
     # Mnih et al. 2014 / Jaderberg et al. 2015 cluttered translated digits, scaled:
     # digit 16px (2x) on 32px with 4 pieces of 6px clutter (their 28px digit with 8px

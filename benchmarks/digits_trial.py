@@ -1,7 +1,8 @@
 """Cost per trial and reachable accuracy of a packaged study (default digits).
 
 Evaluates (1) a few hand-picked specs (digits only) and (2) specs sampled at random from
-the study's space, each with ``nas.trial.evaluate_candidate`` on the CPU with one torch thread (the
+the study's space, each with ``nas.evaluate.trial.evaluate_candidate`` on the CPU with one torch
+thread (the
 study's ``resources.cpus_per_trial``), in one process (the dataset is loaded once, as
 in a search worker). Writes benchmarks/results/<study>_trial.json (dashes become
 underscores: digits_trial.json, digit_scenes_trial.json): per trial its status, wall
@@ -23,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from nas.data import cached_data
+from nas.evaluate.data import cached_data
+from nas.evaluate.trial import evaluate_candidate
 from nas.study import load_study
-from nas.trial import evaluate_candidate
 
 RESULTS = Path(__file__).parent / "results"
 

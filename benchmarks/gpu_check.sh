@@ -101,7 +101,7 @@ step cuda_tests 100 "$PY" -m pytest -q -rs tests/nas/test_cuda.py --junitxml="$R
 if [ "$DRY" = 1 ]; then  # CPU trials, a few of them; no giant baseline (a host OOM)
   step search 120 "$PY" -c "
 import yaml
-from nas.search import run_search
+from nas.search.driver import run_search
 s = yaml.safe_load(open('benchmarks/gpu_check/study.yaml'))
 s['resources'] = {'concurrency': 2, 'cpus_per_trial': 1, 'gpus_per_trial': 0}
 s['data']['synthetic'].update(train=128, val=32, size=[16, 16])

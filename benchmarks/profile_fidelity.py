@@ -5,7 +5,7 @@
         --profile benchmarks/results/cuda/device_profile.yaml
 
 For specs sampled at random from the packaged studies' spaces (``--samples`` per study,
-seeded), the step time ``nas.device_profile.predict_step_s`` predicts from the profile
+seeded), the step time ``nas.evaluate.device_profile.predict_step_s`` predicts from the profile
 against one real training step measured with ``search_space.measure.measure``
 (``train=True``: forward, loss, backward, SGD-momentum step; median of ``--repeats``
 after ``--warmup``) on the device, at the profile's batch, precision, memory format and
@@ -35,7 +35,7 @@ DEFAULT_CPU_PROFILE = HERE.parent / "nas" / "profiles" / "cpu-1thread.yaml"
 
 
 def sampled(study_name: str, n: int, seed: int) -> list[Any]:
-    from nas.candidates import sample_specs
+    from nas.evaluate.candidates import sample_specs
     from nas.study import load_study
 
     return sample_specs(load_study(study_name), n=n, seed=seed)
@@ -43,7 +43,7 @@ def sampled(study_name: str, n: int, seed: int) -> list[Any]:
 
 def compare(spec: Any, profile: dict[str, Any], device: str, batch: int, warmup: int,
             repeats: int) -> dict[str, Any]:
-    from nas.device_profile import predict_step_s
+    from nas.evaluate.device_profile import predict_step_s
     from search_space.measure import measure
 
     s = profile["setting"]
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
     from scipy.stats import spearmanr
 
-    from nas.device_profile import describe, load_profile
+    from nas.evaluate.device_profile import describe, load_profile
     from search_space.measure import device_name
 
     cuda = args.device == "cuda"

@@ -13,7 +13,7 @@ accuracy after a reference schedule several times longer.
 Architectures: ``--samples`` specs drawn at random (seeded) from the study's space, kept
 only if they pass the study's ANALYTIC constraints (params, MACs, estimated memory: what a
 search would train), plus baselines (the study's ``baselines`` and ``--baselines``) adapted
-to the study's data with ``ModelSpec.with_data``. Each is trained with ``nas.train.train``
+to the study's data with ``ModelSpec.with_data``. Each is trained with ``nas.evaluate.train.train``
 (the code a trial runs) on the CPU, one thread per job:
 
 - the proxy: the study's ``training`` section as is (variant ``study``), or changed by
@@ -60,7 +60,7 @@ def candidates(study: Any, samples: int, seed: int,
     then the baselines adapted to the study's data."""
     import optuna
 
-    from nas.checks import analytic, violations
+    from nas.evaluate.checks import analytic, violations
     from search_space import load_spec
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -104,9 +104,9 @@ def train_once(job: dict[str, Any]) -> dict[str, Any]:
     """One training run (in a worker process): history of accuracy per epoch, time."""
     import torch
 
-    from nas.data import cached_data
+    from nas.evaluate.data import cached_data
+    from nas.evaluate.train import seed_everything, train
     from nas.study import TrainingConfig, load_study
-    from nas.train import seed_everything, train
     from search_space import ModelSpec
 
     torch.set_num_threads(job["threads"])

@@ -1,7 +1,7 @@
 """Do the digit-scenes study's limits bite, and where? Counts, per kind of attention and
 map size, how many sampled candidates each constraint rejects.
 
-Draws ``--samples`` specs from the study's space (``nas.candidates.sample_specs``: the
+Draws ``--samples`` specs from the study's space (``nas.evaluate.candidates.sample_specs``: the
 names and choices the search's sampler sees), prices each with the pre-training checks'
 analytic numbers (params, MACs, estimated training memory at the training batch) and,
 for those that pass them, measures batch-1 CPU latency with the study's protocol (one
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from nas.candidates import price, sample_specs
-from nas.checks import violations
+from nas.evaluate.candidates import price, sample_specs
+from nas.evaluate.checks import violations
 from nas.study import load_study
 
 OUT = Path(__file__).parent / "results" / "scenes_space_constraints.json"

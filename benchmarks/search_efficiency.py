@@ -30,8 +30,8 @@ seeds (the search seed: sampler seed and training seed). Two modes:
 
 - default: the real search, ``nas.search.run_search`` (local Ray, concurrency from the
   study, device time from the run's ledger), one run directory per (strategy, seed);
-- ``--fast``: the same ``nas.searcher.NasSearcher`` (same sampler, dedup, budget policy,
-  constraint telling, ledger) and the same ``nas.trial.evaluate_candidate``, driven
+- ``--fast``: the same ``nas.search.searcher.NasSearcher`` (same sampler, dedup, budget policy,
+  constraint telling, ledger) and the same ``nas.evaluate.trial.evaluate_candidate``, driven
   in-process one trial at a time, with ASHA's rule (``AshaRungs``, Ray's
   ``_Bracket.on_result``) applied between epochs; no Ray processes. Each trial is charged
   its PROCESS CPU TIME by default (``--clock cpu``: what it costs on an idle core, robust to
@@ -165,9 +165,9 @@ def run_events(path: Path, metrics: Sequence[str]) -> tuple[list[Event], dict[st
     """The events of a finished run directory (ledger order) and its trial counts."""
     import optuna
 
-    from nas.ledger import Ledger
-    from nas.rundir import RunDir
-    from nas.states import counts, is_feasible
+    from nas.run.ledger import Ledger
+    from nas.run.rundir import RunDir
+    from nas.run.states import counts, is_feasible
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run = RunDir.open(path)
@@ -233,7 +233,7 @@ def parse_strategy(text: str) -> tuple[str, dict[str, Any]]:
 # --------------------------------------------------------------------------- running
 def run_real(study_dict: dict[str, Any], path: Path, budget: str, seed: int) -> None:
     """One search through the real framework (Ray Tune + the searcher + the ledger)."""
-    from nas.search import run_search
+    from nas.search.driver import run_search
 
     run_search(study_dict, run_dir=path, budget=budget, seed=seed, progress=False)
 
@@ -278,12 +278,12 @@ def run_fast(study_dict: dict[str, Any], path: Path, budget: str, seed: int,
     from ray.tune.search import Searcher
 
     from nas.budget import parse_budget
-    from nas.data import cached_data
-    from nas.ledger import Ledger
-    from nas.rundir import RunDir
-    from nas.searcher import NasSearcher, make_sampler
+    from nas.evaluate.data import cached_data
+    from nas.evaluate.trial import evaluate_candidate
+    from nas.run.ledger import Ledger
+    from nas.run.rundir import RunDir
+    from nas.search.searcher import NasSearcher, make_sampler
     from nas.study import load_study
-    from nas.trial import evaluate_candidate
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(study_dict)

@@ -64,8 +64,8 @@ def _trials(run_dir: Path):
 
 
 def ours(n: int, workdir: Path) -> dict:
-    from nas.ledger import Ledger
-    from nas.search import run_search
+    from nas.run.ledger import Ledger
+    from nas.search.driver import run_search
 
     run_dir = workdir / "overhead"
     started = time.time()
@@ -94,9 +94,9 @@ def plain(n: int) -> dict:
     import optuna
     import torch
 
-    from nas.data import cached_data
+    from nas.evaluate.data import cached_data
+    from nas.evaluate.trial import evaluate_candidate
     from nas.study import load_study
-    from nas.trial import evaluate_candidate
 
     torch.set_num_threads(1)  # as a Ray worker with cpus_per_trial 1
     study = load_study(NEAR_ZERO)
@@ -121,8 +121,8 @@ def plain(n: int) -> dict:
 
 
 def digits_checks(budget: str | None, workdir: Path) -> dict:
-    from nas.ledger import Ledger
-    from nas.search import run_search
+    from nas.run.ledger import Ledger
+    from nas.search.driver import run_search
 
     run_dir = workdir / "digits"
     t0 = time.perf_counter()

@@ -10,8 +10,8 @@ real CIFAR-10 python-pickle format (``cifar-10-batches-py/data_batch_1..5``,
 ``test_batch``, ``batches.meta``; learnable class patterns plus noise, nothing
 downloaded):
 
-- toolkit: the split as ``nas.data`` loads CIFAR-10 (uint8 tensors held on the device,
-  crop + flip + normalisation as batched tensor ops) trained by ``nas.train.train``
+- toolkit: the split as ``nas.evaluate.data`` loads CIFAR-10 (uint8 tensors held on the device,
+  crop + flip + normalisation as batched tensor ops) trained by ``nas.evaluate.train.train``
   (bf16 autocast + channels-last on CUDA, as a study's ``auto`` gives; ``--compile``
   adds torch.compile);
 - reference: ``torchvision.datasets.CIFAR10`` with the standard transforms
@@ -111,7 +111,7 @@ def unchecked_cifar10():
 
 # --------------------------------------------------------------------------- the loops
 def _model(name: str, seed: int) -> torch.nn.Module:
-    from nas.train import seed_everything
+    from nas.evaluate.train import seed_everything
     from search_space.zoo import load_zoo
 
     seed_everything(seed)
@@ -119,16 +119,16 @@ def _model(name: str, seed: int) -> torch.nn.Module:
 
 
 def toolkit_loop(name: str, root: Path, args: Any, seed: int, device: torch.device):
-    """nas.data's CIFAR split (the loader's own bundling code after reading the files)
-    trained by nas.train.train for ``args.steps`` steps; (model, images/s, precision)."""
-    from nas.data import _tensor_bundle
+    """nas.evaluate.data's CIFAR split (the loader's own bundling code after reading the files)
+    trained by nas.evaluate.train.train for ``args.steps`` steps; (model, images/s, precision)."""
+    from nas.evaluate.data import _tensor_bundle
+    from nas.evaluate.train import train
     from nas.study import DataConfig, TrainingConfig
-    from nas.train import train
 
     ds = unchecked_cifar10()(str(root), train=True)
     x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
     y = torch.tensor(ds.targets)
-    # val_fraction leaves one image out: nas.data always holds a validation split.
+    # val_fraction leaves one image out: nas.evaluate.data always holds a validation split.
     bundle = _tensor_bundle(x, y, DataConfig(dataset="cifar10", augment="standard",
                                              val_fraction=1 / len(y)),
                             classes=10, scale=1 / 255, name="cifar10")
@@ -177,8 +177,8 @@ def reference_loop(name: str, root: Path, args: Any, seed: int, device: torch.de
 
 def test_accuracy(model: torch.nn.Module, root: Path, device: torch.device,
                   precision: str) -> float:
-    from nas.data import TensorData
-    from nas.train import evaluate
+    from nas.evaluate.data import TensorData
+    from nas.evaluate.train import evaluate
 
     ds = unchecked_cifar10()(str(root), train=False)
     x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()

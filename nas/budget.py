@@ -10,7 +10,7 @@ A budget is written as a number followed by a unit (case-insensitive, spaces all
 
 Device time is what the design calls the budget: each trial attempt costs its wall time
 times the devices it held (GPUs it held, fractions allowed; a CPU-only worker counts as
-one device), see :mod:`nas.ledger`. Wall-clock time is the elapsed time of the search
+one device), see :mod:`nas.run.ledger`. Wall-clock time is the elapsed time of the search
 summed over all its sessions (a resumed search continues the same clock). A trials budget
 counts the trials told to Optuna (duplicates and infeasible trials included, since they
 are told too; trials failed by an interruption are not, since they are re-run).

@@ -24,9 +24,9 @@ from typing import Any
 
 import yaml
 
-from .digit_scenes import TASKS as SCENE_TASKS
-from .digit_scenes import ScenesConfig, check_config
 from .errors import UserError
+from .evaluate.digit_scenes import TASKS as SCENE_TASKS
+from .evaluate.digit_scenes import ScenesConfig, check_config
 
 #: metric names a study may optimise or constrain.
 METRICS = ("accuracy", "latency_ms", "memory_mb", "params", "macs")
@@ -68,7 +68,7 @@ class DataConfig:
     #: DataLoader workers for datasets read from files (imagefolder); tensors need none.
     workers: int = 0
     synthetic: SyntheticConfig | None = None
-    #: digit-scenes only: how the images are composed (nas/digit_scenes.py).
+    #: digit-scenes only: how the images are composed (nas/evaluate/digit_scenes.py).
     scenes: ScenesConfig | None = None
 
 
@@ -122,7 +122,7 @@ class SamplerConfig:
 class ResourcesConfig:
     concurrency: int = 2
     cpus_per_trial: float = 1
-    #: 0, a fraction in (0, 1], a whole number, or "auto" (nas.cluster decides).
+    #: 0, a fraction in (0, 1], a whole number, or "auto" (nas.evaluate.cluster decides).
     gpus_per_trial: float | str = 0
     #: the device profile (``nas profile-device``: a YAML path or a shipped profile name)
     #: that ``--dry-run`` prices a trial with on a machine without the study's device.
@@ -649,7 +649,7 @@ _rf = _ranged(lambda n: n > 1, "a number > 1")
 
 
 def _gpus(v: Any, p: str) -> float | str:
-    from .cluster import check_gpus  # lazy: nas.cluster imports this module
+    from .evaluate.cluster import check_gpus  # lazy: nas.evaluate.cluster imports this module
 
     return check_gpus(v, p)
 

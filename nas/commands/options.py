@@ -35,7 +35,7 @@ def positive_int(text: str) -> int:
 
 def device(text: str) -> str:
     """The spelling only (auto, cpu, cuda, cuda:N); whether this machine has that device
-    is checked where it is used (``nas.train.resolve_device``)."""
+    is checked where it is used (``nas.evaluate.train.resolve_device``)."""
     if not _DEVICE_RE.match(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a device; allowed: auto, cpu, "
                                          "cuda, cuda:N")

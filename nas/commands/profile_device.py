@@ -29,10 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..device_profile import describe, save_profile
     from ..errors import UserError
-    from ..profile_measure import measure_profile
-    from ..train import resolve_device
+    from ..evaluate.device_profile import describe, save_profile
+    from ..evaluate.profile_measure import measure_profile
+    from ..evaluate.train import resolve_device
 
     try:
         dev = resolve_device(args.device)

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the final summary as JSON")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (space size, budget, expected trials, resources "
-                        "per trial) and exit; needs no dataset (nas.plan)")
+                        "per trial) and exit; needs no dataset (nas.search.plan)")
     p.add_argument("--device-profile", metavar="PROFILE",
                    help="with --dry-run: price trials from this device profile (YAML from "
                         "nas profile-device, or a shipped profile's name) instead of timing "
@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..search import run_search
+    from ..search.driver import run_search
 
     if args.device_profile and not args.dry_run:
         from ..errors import UserError
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--device-profile: only used with --dry-run (a search measures "
                         "on the device it runs on)")
     if args.dry_run:
-        from ..plan import dry_run
+        from ..search.plan import dry_run
 
         return dry_run(args)
 

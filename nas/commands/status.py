@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..search import summarize
+    from ..run.summary import summarize
 
     s = summarize(args.run_dir)
     beaten = apply_front(s) if s.counts["total"] else {}

@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..evaluate.train import resolve_device
     from ..results.fulltrain import full_train
-    from ..train import resolve_device
 
     resolve_device(args.device)  # a device this machine lacks: refused before DIR is made
 

@@ -3,5 +3,5 @@ of the best architectures against the baselines (``rank``), export of a chosen
 architecture as a model spec with provenance (``export``), full-length training with
 checkpoints (``fulltrain``) and a self-contained HTML report (``report``).
 
-Everything reads the run directory alone (:mod:`nas.rundir`); nothing here needs Ray.
+Everything reads the run directory alone (:mod:`nas.run.rundir`); nothing here needs Ray.
 """

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UserError
-from ..outputs import append_side, write_output, write_side
-from ..rundir import read_jsonl
+from ..run.outputs import append_side, write_output, write_side
+from ..run.rundir import read_jsonl
 from ..study import CONSTRAINT_METRICS, METRICS
 from .front import pareto
 from .hypervolume import direction_sign

@@ -5,7 +5,7 @@ constraint met; duplicates are counted once, at the trial that evaluated the
 architecture; trials stopped early by ASHA (low fidelity) never enter.
 
 One dominance rule over found trials AND baselines (the same as ``nas status`` and the
-searcher's live front, :class:`nas.states.Front`): a found trial that a feasible baseline
+searcher's live front, :class:`nas.run.states.Front`): a found trial that a feasible baseline
 dominates is NOT on the front (a hand-designed network beats it); it is listed in
 ``dominated_by_baseline`` with the baselines that beat it, and the knee and the export
 picks never return it. Baselines are those evaluated in the search (``--with-baselines``)

@@ -4,7 +4,7 @@
 ModelSpec; its input and classes adapted to the study's data) on the study's training
 split with the study's optimiser and schedule run over ``epochs`` whole epochs (no
 ``max_steps_per_epoch`` cut, no early stopping), evaluating on the study's validation
-split after every epoch. It reuses :func:`nas.train.train` through its ``checkpoint``
+split after every epoch. It reuses :func:`nas.evaluate.train.train` through its ``checkpoint``
 hook (:class:`FileCheckpointer`) rather than a loop of its own.
 
 Files in ``out_dir``::
@@ -54,7 +54,7 @@ def resolve_study(ref: str | os.PathLike | Study | None) -> Study:
     if isinstance(ref, Study):
         return ref
     if ref is not None and Path(ref).is_dir():
-        from ..rundir import RunDir
+        from ..run.rundir import RunDir
 
         return load_study(RunDir.open(ref).study_dict())
     return load_study(ref)
@@ -75,7 +75,7 @@ def adapt_spec(spec: Any, study: Study):
 
 
 class FileCheckpointer:
-    """:class:`nas.train.Checkpointer` that keeps one ``checkpoint.pt`` in a folder."""
+    """:class:`nas.evaluate.train.Checkpointer` that keeps one ``checkpoint.pt`` in a folder."""
 
     def __init__(self, out_dir: Path, identity: dict[str, Any], stream: TextIO | None = None):
         self.path = Path(out_dir) / CHECKPOINT
@@ -177,8 +177,8 @@ def full_train(spec: Any, study: str | os.PathLike | Study | None, *,
     """Train (or resume training) ``spec`` on ``study``'s data; returns the final metrics
     (also written to ``out_dir/metrics.json``). ``stream``: per-epoch progress lines
     (default stderr; pass ``open(os.devnull, "w")`` for none)."""
-    from ..data import cached_data
-    from ..train import Diverged, resolve_device, resolve_precision, seed_everything, train
+    from ..evaluate.data import cached_data
+    from ..evaluate.train import Diverged, resolve_device, resolve_precision, seed_everything, train
 
     stream = sys.stderr if stream is None else stream
     study = resolve_study(study)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..outputs import write_output
+from ..run.outputs import write_output
 from .front import ParetoResult
 from .records import TrialRecord
 

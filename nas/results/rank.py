@@ -4,7 +4,7 @@
 trials ordered by Pareto rank over the study's objectives, then by the primary objective)
 and every baseline of the study (its input and classes adapted to the study's data, as
 ``nas search --with-baselines`` does), and evaluates each with
-:func:`nas.trial.evaluate_candidate` for seeds 0..N-1: the same checks, the same proxy
+:func:`nas.evaluate.trial.evaluate_candidate` for seeds 0..N-1: the same checks, the same proxy
 training, the same latency protocol as the search. It runs IN-PROCESS, one evaluation
 after another (no Ray): the results are small, a ranking is short, and one process on
 one device measures every latency alike; the dataset is loaded once.
@@ -120,8 +120,8 @@ def candidates(results: RunResults, top: int) -> list[Candidate]:
 def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str = "auto",
              data_dir: str | None = None, stream: TextIO | None = None) -> dict[str, Any]:
     """Evaluate, summarise and save RUN_DIR/rank.json; returns its content."""
-    from ..data import cached_data
-    from ..trial import evaluate_candidate
+    from ..evaluate.data import cached_data
+    from ..evaluate.trial import evaluate_candidate
 
     if seeds < 1:
         raise UserError(f"--seeds {seeds}: a positive int is required")
@@ -182,7 +182,7 @@ def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str =
         "cpu_count": os.cpu_count(),
         "test": {"name": TEST_NAME, "alpha": ALPHA, "power_for_seeds": POWER},
         "dominance_rule": DOMINANCE_RULE,
-        "executed": "in-process, sequentially (nas.trial.evaluate_candidate; no Ray)",
+        "executed": "in-process, sequentially (nas.evaluate.trial.evaluate_candidate; no Ray)",
         "rows": [r.to_dict() for r in rows],
         "comparisons": comparisons,
         "seeds_guidance": seeds_guidance(comparisons, seeds),

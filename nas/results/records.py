@@ -2,7 +2,7 @@
 
 :func:`open_run` gives a :class:`RunResults`: the resolved study, the Optuna study and
 one :class:`TrialRecord` per trial with what the searcher stored in its user attributes
-(see :mod:`nas.states`: kind, spec, hash, status, metrics, violations, provenance,
+(see :mod:`nas.run.states`: kind, spec, hash, status, metrics, violations, provenance,
 protocol). The results commands (pareto, rank, export, report) all start here.
 
 Objective values: a study objective's value is the one Optuna was told (``trial.values``);
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..rundir import RunDir
-from ..states import category, is_feasible
+from ..run.rundir import RunDir
+from ..run.states import category, is_feasible
 from ..study import METRICS, Study, load_study
 
 #: direction of a metric that is not one of the study's objectives.
@@ -40,7 +40,7 @@ class TrialRecord:
 
     number: int
     state: str  # Optuna state name
-    category: str  # nas.states.category: complete, infeasible, stopped, failed, ...
+    category: str  # nas.run.states.category: complete, infeasible, stopped, failed, ...
     kind: str  # search | baseline
     name: str  # "trial N" or the baseline's reference
     status: str
@@ -120,7 +120,7 @@ class RunResults:
         return list(latest.values())
 
     def summary(self) -> dict[str, Any]:
-        from ..search import summarize
+        from ..run.summary import summarize
 
         return summarize(self.run).to_dict()
 

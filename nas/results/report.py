@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..outputs import write_output, write_side
+from ..run.outputs import write_output, write_side
 from .export import hide_password, pick_trial, read_exports
 from .front import ParetoResult, baseline_verdict, pareto
 from .plot import html_figure, plot_title, png_bytes, short_name

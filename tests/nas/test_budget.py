@@ -15,8 +15,8 @@ import pytest
 from nas.budget import admit, expected_cost, parse_budget
 from nas.cli import main
 from nas.errors import UserError
-from nas.ledger import Ledger, LedgerEntry
-from nas.rundir import RunDir, descendants, process_alive, process_start
+from nas.run.ledger import Ledger, LedgerEntry
+from nas.run.rundir import RunDir, descendants, process_alive, process_start
 
 TINY = Path(__file__).parent / "data" / "tiny_search.yaml"
 
@@ -243,7 +243,7 @@ def _snap(**kw):
 def test_progress_line_and_modes():
     import io
 
-    from nas.progress import Progress
+    from nas.search.progress import Progress
 
     b = parse_budget("2gpumin")
     out = io.StringIO()
@@ -268,7 +268,7 @@ def test_progress_line_and_modes():
 
 
 def test_front_keeps_only_non_dominated_points():
-    from nas.states import Front, dominates
+    from nas.run.states import Front, dominates
 
     assert dominates((0.9, 5.0), (0.8, 6.0), (1.0, -1.0))
     assert not dominates((0.9, 7.0), (0.8, 6.0), (1.0, -1.0))

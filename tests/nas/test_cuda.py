@@ -34,9 +34,9 @@ def small_spec() -> dict:
 
 
 def test_auto_trains_in_bf16_autocast_with_channels_last_inputs():
-    from nas.data import load_data
+    from nas.evaluate.data import load_data
+    from nas.evaluate.train import seed_everything, train
     from nas.study import TrainingConfig
-    from nas.train import seed_everything, train
     from search_space import load_spec
 
     data = load_data(cifar_shaped(augment="none"))  # random prototypes: crops would blur
@@ -59,7 +59,7 @@ def test_auto_trains_in_bf16_autocast_with_channels_last_inputs():
 
 
 def test_data_held_on_the_gpu_or_copied_per_batch_gives_the_same_batches(monkeypatch):
-    import nas.data as data_mod
+    import nas.evaluate.data as data_mod
 
     bundle = data_mod.load_data(cifar_shaped(256, 64))
     train = bundle.train
@@ -115,9 +115,9 @@ def giant_study() -> dict:
 
 
 def test_a_real_cuda_oom_is_recorded_infeasible_and_the_gpu_stays_usable():
-    from nas.candidates import sample_specs
+    from nas.evaluate.candidates import sample_specs
+    from nas.evaluate.trial import evaluate_candidate
     from nas.study import load_study
-    from nas.trial import evaluate_candidate
 
     study = load_study(giant_study())
     spec = sample_specs(study, 1)[0]
@@ -131,8 +131,8 @@ def test_a_real_cuda_oom_is_recorded_infeasible_and_the_gpu_stays_usable():
 
 
 def test_auto_gpus_run_several_trials_on_one_gpu_at_once(tmp_path):
-    from nas.ledger import Ledger
-    from nas.search import run_search
+    from nas.run.ledger import Ledger
+    from nas.search.driver import run_search
 
     study = yaml.safe_load(TINY.read_text())
     study["data"] = cifar_shaped(1024, 128)

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from nas.candidates import price
-from nas.search import enqueue_baselines
+from nas.evaluate.candidates import price
+from nas.search.driver import enqueue_baselines
 from nas.study import load_study, packaged_studies
 from search_space import ModelSpec, totals
 

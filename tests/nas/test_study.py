@@ -207,7 +207,7 @@ def test_packaged_space_mixes_blocks_and_constraints_bind(digits):
     some sampled candidates infeasible and leave others feasible (analytic checks)."""
     import optuna
 
-    from nas.checks import analytic, violations
+    from nas.evaluate.checks import analytic, violations
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

@@ -1,0 +1,114 @@
+"""Where a search stands, read back from its run directory alone (no Ray, no driver):
+trial counts, budget spent and left, best trial, front size, the driver's state.
+``nas status`` prints it; ``run_search`` returns it at the end of a session."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..budget import parse_budget
+from ..study import load_study
+from .ledger import Ledger
+from .rundir import RunDir
+from .states import counts, front_trials
+from .storage import NoStorage
+
+
+@dataclass
+class SearchSummary:
+    """Where a search stands (after run_search, or read back by ``nas status``)."""
+
+    run_dir: str
+    study: str
+    optuna_study: str
+    storage: str
+    counts: dict[str, int]
+    budget: dict[str, Any]
+    best: dict[str, Any] | None
+    front_size: int
+    sessions: int
+    ledger_entries: int
+    stop_reason: str | None = None
+    interrupted_recovered: int = 0
+    driver: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+
+def summarize(run: RunDir | str | Path) -> SearchSummary:
+    """Read a run directory back (no Ray): trial counts, budget, best, front."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not isinstance(run, RunDir):
+        run = RunDir.open(run)
+    meta = run.meta()
+    study = load_study(run.study_dict())
+    try:
+        ostudy = optuna.load_study(study_name=meta["optuna_study"],
+                                   storage=run.reader_storage())
+        trials = ostudy.get_trials(deepcopy=False)
+    except (KeyError, NoStorage):  # nothing told yet / the driver has not created it
+        trials = []
+    ledger = Ledger(run.ledger_path)
+    budget = parse_budget(meta["budget"])
+    spent = spent_by_kind(run, ledger, trials)[budget.kind]
+    front = front_trials(trials, [o.direction for o in study.objectives])
+    best = None
+    if front:
+        sign = 1.0 if study.primary.direction == "maximize" else -1.0
+        top = max(front, key=lambda t: sign * t.values[0])
+        best = {"number": top.number, "metric": study.primary.metric,
+                "value": float(top.values[0]),
+                "values": dict(zip([o.metric for o in study.objectives], top.values,
+                                   strict=True))}
+    c = counts(trials)
+    c["interrupted"] = sum(1 for t in trials if t.user_attrs.get("status") == "interrupted")
+    c["baseline"] = sum(1 for t in trials if t.user_attrs.get("kind") == "baseline")
+    driver = run.driver_state(meta, running=c["running"])
+    if driver["state"] != "running" and c["running"]:
+        # Nobody runs them any more: the next resume fails and re-runs them.
+        driver["interrupted"] = c["running"]
+        c["failed"] += c["running"]
+        c["interrupted"] += c["running"]
+        c["running"] = 0
+    return SearchSummary(
+        run_dir=str(run.path), study=study.name, optuna_study=meta["optuna_study"],
+        storage=_hide_password(run.storage_url()), counts=c,
+        budget={**budget.to_dict(spent), "device_s": ledger.spent_device_s()},
+        best=best, front_size=len(front), sessions=len(meta.get("sessions", [])),
+        ledger_entries=len(ledger), driver=driver)
+
+
+def _hide_password(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - display only
+        return url
+
+
+def spent_by_kind(run: RunDir, ledger: Ledger | None = None,
+                  trials: list[Any] | None = None) -> dict[str, float]:
+    """What the run has spent, in base units of each budget kind (seconds, trials);
+    reads the run's storage (without writing) when ``trials`` are not given."""
+    import optuna
+
+    if trials is None:
+        try:
+            trials = optuna.load_study(
+                study_name=run.meta()["optuna_study"],
+                storage=run.reader_storage()).get_trials(deepcopy=False)
+        except (KeyError, NoStorage):  # no trial told yet
+            trials = []
+    ledger = ledger if ledger is not None else Ledger(run.ledger_path)
+    told = sum(1 for t in trials if t.state.is_finished()
+               and t.user_attrs.get("status") != "interrupted")
+    return {"device": ledger.spent_device_s(), "wall": run.wall_spent(),
+            "trials": float(told)}

@@ -1,0 +1,59 @@
+"""A sampler that keeps proposing one architecture must not end a search in a large space:
+after RANDOM_AFTER_DUPLICATES duplicates in a row the searcher draws one candidate at
+random (model-based samplers, TPE above all, do collapse like this on the digits space)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import yaml
+
+from nas.budget import parse_budget
+from nas.run.ledger import Ledger
+from nas.run.rundir import RunDir
+from nas.search.searcher import RANDOM_AFTER_DUPLICATES, NasSearcher
+from nas.study import load_study
+
+TINY = Path(__file__).parents[1] / "data" / "tiny_search.yaml"
+
+
+class FirstChoiceSampler(optuna.samplers.BaseSampler):
+    """Always the first choice / the lower bound: every trial is the same architecture."""
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, name, distribution):
+        if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+            return distribution.choices[0]
+        return distribution.low
+
+
+def test_a_collapsed_sampler_gets_a_random_candidate_not_a_finished_search(tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = load_study(yaml.safe_load(TINY.read_text()))
+    assert study.space.size() > 1
+    run = RunDir.create(tmp_path / "run", study.to_dict(), optuna_study=study.name,
+                        storage=None, seed=0, budget="1gpuh")
+    ostudy = optuna.create_study(study_name=study.name, storage=run.storage_url(),
+                                 sampler=FirstChoiceSampler(),
+                                 directions=[o.direction for o in study.objectives])
+    searcher = NasSearcher(study, ostudy, run=run, ledger=Ledger(run.ledger_path),
+                           budget=parse_budget("1gpuh"), seed=0, session=0, devices=1.0)
+
+    first = searcher.suggest("t0")
+    second = searcher.suggest("t1")  # the sampler proposes `first` again and again
+
+    assert isinstance(second, dict), f"the search stopped: {searcher.stop_reason}"
+    assert searcher.stop_reason is None
+    hashes = {t.number: t.user_attrs.get("hash") for t in ostudy.get_trials(deepcopy=False)}
+    assert hashes[second["number"]] != hashes[first["number"]]
+    asked = ostudy.trials[second["number"]]
+    assert asked.user_attrs.get("proposed_by") == "random"
+    # exactly the streak that triggers the fallback waited on the running twin
+    twins = [n for n, h in hashes.items() if h == hashes[first["number"]] and n != 0]
+    assert len(twins) == RANDOM_AFTER_DUPLICATES

@@ -1,0 +1,59 @@
+"""Every valid search seed (0 .. 2**32 - 1) must survive the random fallback: the draw's
+seed is derived from (seed, trials told, draws) and must stay a valid 32-bit seed
+(it used to be arithmetic that overflowed for every seed >= 5 and crashed the search)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from nas.search.searcher import random_draw_seed
+
+TINY = Path(__file__).parents[1] / "data" / "tiny_search.yaml"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 2**32 - 1])
+def test_random_draw_seed_is_a_valid_32_bit_seed_and_differs_per_draw(seed):
+    draws = {random_draw_seed(seed, told, d) for told in (0, 1, 10**6) for d in (1, 2)}
+    assert all(0 <= s < 2**32 for s in draws)
+    assert len(draws) == 6  # each (told, draw) gets its own stream
+    assert random_draw_seed(seed, 3, 1) == random_draw_seed(seed, 3, 1)  # resumable
+
+
+def two_architecture_study(tmp_path: Path) -> Path:
+    """Two architectures only: after both are trained every proposal is a duplicate, so
+    ten in a row are reached quickly and the searcher draws at random."""
+    study = yaml.safe_load(TINY.read_text())
+    study["space"]["stem"]["channels"] = 4
+    study["space"]["stages"][0]["depth"] = 1
+    study["training"]["epochs"] = 1
+    study["constraints"] = {}
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**32 - 1])
+def test_nas_search_reaches_the_random_fallback_at_any_seed(tmp_path, seed):
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "search", str(two_architecture_study(tmp_path)),
+         "--seed", str(seed), "--budget", "30trials", "--out", str(run_dir), "--json"],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["stop_reason"] in ("budget", "space exhausted")
+    meta = json.loads((run_dir / "run.json").read_text())
+    trials = optuna.load_study(study_name=meta["optuna_study"],
+                               storage=f"sqlite:///{run_dir / 'optuna.db'}").trials
+    drawn = [t for t in trials if t.user_attrs.get("proposed_by") == "random"]
+    assert drawn, "the search never reached the random fallback"
+    assert all(t.state.is_finished() for t in drawn)
+    assert {t.user_attrs["seed"] for t in trials if "seed" in t.user_attrs} == {seed}
