@@ -30,10 +30,9 @@ seeds (the search seed: sampler seed and training seed). Two modes:
 
 - default: the real search, ``nas.search.run_search`` (local Ray, concurrency from the
   study, device time from the run's ledger), one run directory per (strategy, seed);
-- ``--fast``: the same ``nas.search.searcher.NasSearcher`` (same sampler, dedup, budget policy,
-  constraint telling, ledger) and the same ``nas.evaluate.trial.evaluate_candidate``, driven
-  in-process one trial at a time, with ASHA's rule (``AshaRungs``, Ray's
-  ``_Bracket.on_result``) applied between epochs; no Ray processes. Each trial is charged
+- ``--fast``: the same search core (``nas.search.core``: sampler, dedup, budget policy,
+  constraint telling, ledger), trials and ASHA rule, driven by the in-process executor
+  (``nas.search.local``) one trial at a time; no Ray processes. Each trial is charged
   its PROCESS CPU TIME by default (``--clock cpu``: what it costs on an idle core, robust to
   other jobs on a shared machine; ``--clock wall`` charges wall time like the ledger).
 
@@ -238,51 +237,21 @@ def run_real(study_dict: dict[str, Any], path: Path, budget: str, seed: int) -> 
     run_search(study_dict, run_dir=path, budget=budget, seed=seed, progress=False)
 
 
-class AshaRungs:
-    """ASHA's rungs for one bracket, kept as Ray's ``_Bracket`` keeps them
-    (``stop_last_trials=False``): milestones grace x rf^k for
-    k < log(max_t / grace) / log(rf) + 1, each with the values recorded there."""
-
-    def __init__(self, epochs: int, grace: int, rf: float):
-        n = int(math.log(epochs / grace) / math.log(rf) + 1)
-        self.rf = float(rf)
-        self.rungs: dict[float, dict[str, float]] = {grace * rf ** k: {} for k in range(n)}
-
-    def decide(self, trial: str, epoch: int, value: float, sign: float = 1.0) -> bool:
-        """Ray's ``_Bracket.on_result``: at the highest milestone <= ``epoch`` that
-        ``trial`` has not recorded yet, stop when ``sign * value`` is below the rung's
-        cutoff (the (1 - 1/rf) percentile of the values recorded there before it), then
-        record it. True = stop. ``sign``: +1 when the metric is maximised, -1 if not."""
-        import numpy as np
-
-        for milestone in sorted(self.rungs, reverse=True):
-            recorded = self.rungs[milestone]
-            if epoch >= milestone and trial in recorded:
-                return False
-            if epoch < milestone:
-                continue
-            stop = False
-            if recorded:
-                cutoff = np.nanpercentile(list(recorded.values()), (1 - 1 / self.rf) * 100)
-                stop = bool(sign * value < cutoff)
-            recorded[trial] = sign * value
-            return stop
-        return False
-
-
 def run_fast(study_dict: dict[str, Any], path: Path, budget: str, seed: int,
              clock: str = "cpu") -> None:
-    """One search in-process: NasSearcher + evaluate_candidate, no Ray (see the module
-    docstring)."""
+    """One search in-process: the search core and ASHA's rule driven by the in-process
+    executor (nas.search.local), no Ray; each trial charged its process CPU time
+    (``clock="cpu"``) or its wall time."""
     import optuna
-    from ray.tune.search import Searcher
 
     from nas.budget import parse_budget
     from nas.evaluate.data import cached_data
-    from nas.evaluate.trial import evaluate_candidate
     from nas.run.ledger import Ledger
     from nas.run.rundir import RunDir
-    from nas.search.searcher import NasSearcher, make_sampler
+    from nas.search.asha import AshaRule
+    from nas.search.core import SearchCore
+    from nas.search.local import run_in_process, training_trial
+    from nas.search.propose import make_sampler
     from nas.study import load_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -291,56 +260,22 @@ def run_fast(study_dict: dict[str, Any], path: Path, budget: str, seed: int,
     run = RunDir.create(path, study.to_dict(), optuna_study=study.name, storage=None,
                         seed=seed, budget=bud.text)
     run.acquire()
-    started = time.time()
-    searcher = None
+    core = None
     try:
         session = run.start_session()
-        sampler = make_sampler(study.sampler.name, seed + session, study.sampler.options)
-        ostudy = optuna.create_study(study_name=study.name, storage=run.storage_url(),
-                                     sampler=sampler, load_if_exists=True,
-                                     directions=[o.direction for o in study.objectives])
-        searcher = NasSearcher(study, ostudy, run=run, ledger=Ledger(run.ledger_path),
-                               budget=bud, seed=seed, session=session, devices=1.0)
-        data = cached_data(study.data)
-        epochs = study.training.epochs
-        primary = study.primary
-        asha = study.fidelity.scheduler == "asha" and epochs > 1
-        rungs = AshaRungs(epochs, study.fidelity.grace_epochs,
-                          study.fidelity.reduction_factor)
-        sign = 1.0 if primary.direction == "maximize" else -1.0
-        for n in range(100_000):
-            tid = f"fast-{n:05d}"
-            config = searcher.suggest(tid)
-            if config is None or config == Searcher.FINISHED:
-                break
-            searcher.attempt_started(tid)
-            wall0, cpu0 = time.perf_counter(), time.process_time()
-
-            def charged(wall0: float = wall0, cpu0: float = cpu0) -> float:
-                if clock == "cpu":
-                    return time.process_time() - cpu0
-                return time.perf_counter() - wall0
-
-            def on_epoch(epoch: int, metrics: dict[str, Any], tid: str = tid) -> bool:
-                report = {k: float(v) for k, v in metrics.items()
-                          if isinstance(v, (int, float)) and not isinstance(v, bool)}
-                searcher.record_result(tid, {**report, "epoch": epoch,
-                                             "trial_wall_s": charged()})
-                if asha and epoch < epochs and primary.metric in metrics:
-                    if rungs.decide(tid, epoch, float(metrics[primary.metric]), sign):
-                        searcher.asha_stopped.add(tid)
-                        return True
-                return False
-
-            outcome = evaluate_candidate(config["spec"], study, seed=int(config["seed"]),
-                                         data=data, on_epoch=on_epoch)
-            searcher.on_trial_complete(tid, {
-                "final": True, "outcome": json.dumps(outcome.to_dict(), default=str),
-                "epoch": outcome.epochs_done, "trial_wall_s": charged()})
+        ostudy = optuna.create_study(
+            study_name=study.name, storage=run.storage_url(), load_if_exists=True,
+            sampler=make_sampler(study.sampler.name, seed + session, study.sampler.options),
+            directions=[o.direction for o in study.objectives])
+        core = SearchCore(study, ostudy, run=run, ledger=Ledger(run.ledger_path),
+                          budget=bud, seed=seed, session=session, devices=1.0)
+        timer = time.process_time if clock == "cpu" else time.perf_counter
+        run_in_process(core, training_trial(study, cached_data(study.data), clock=timer),
+                       asha=AshaRule.for_study(study, run))
     finally:
-        if searcher is not None:
-            searcher.close_session()
-            run.tick(0, started)
+        if core is not None:
+            core.close_session()
+            run.tick(0, core.session_start)
         run.release()
 
 
@@ -457,7 +392,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--strategy", action="append", default=[],
                     help="NAME=JSON: an extra strategy, JSON = study fields to override")
     ap.add_argument("--fast", action="store_true",
-                    help="in-process NasSearcher + evaluate_candidate, no Ray")
+                    help="the in-process executor (one trial at a time), no Ray")
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                     help="--fast: charge process CPU time (default) or wall time")
     ap.add_argument("--workdir", type=Path, default=WORK)

@@ -1,5 +1,6 @@
 """``nas search [STUDY] [--budget B] [--out RUN_DIR] [--resume RUN_DIR] ...``: run a
-search (Ray Tune runs the trials, Optuna proposes them) into a run directory.
+search (Optuna proposes the trials, Ray Tune or this process runs them) into a run
+directory.
 
 With no STUDY it runs the packaged offline digits study into runs/digits-<timestamp>.
 Ctrl-C (or ``kill -9``) stops it; ``nas search --resume RUN_DIR`` continues it.
@@ -32,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the search in RUN_DIR")
     p.add_argument("--address", metavar="A", help="a Ray cluster to join (default: a "
                    "local Ray on this machine)")
+    p.add_argument("--executor", choices=("ray", "local"), default="ray",
+                   help="who runs the trials: ray (Ray Tune, --concurrency at once; the "
+                        "default) or local (this process, one trial at a time, no Ray)")
     p.add_argument("--storage", metavar="URL", help="Optuna storage as an SQLAlchemy URL, "
                    "e.g. postgresql://host/db (default: SQLite file in the run dir)")
     p.add_argument("--seed", type=options.seed, metavar="S",
@@ -73,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         args.study, run_dir=args.output, budget=args.budget, address=args.address,
         storage=args.storage, seed=args.seed, concurrency=args.concurrency,
         with_baselines=args.with_baselines, resume=args.resume, data_dir=args.data_dir,
-        progress=False if getattr(args, "quiet", 0) else None, device=args.device)
+        progress=False if getattr(args, "quiet", 0) else None, device=args.device,
+        executor=args.executor)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:

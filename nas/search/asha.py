@@ -1,114 +1,131 @@
-"""ASHA on the primary objective per epoch, recording its rungs and what it stopped.
+"""ASHA on the primary objective per epoch: the one rung rule every executor uses.
 
-Ray's ASHAScheduler with ``time_attr="asha_epoch"`` (reported by the trainable on every
-epoch but the last, see nas.search.trainable), ``grace_period`` and ``reduction_factor`` from the
-study's ``fidelity``, ``max_t`` the study's epochs, and ``stop_last_trials=False``: a trial
-that reached its last epoch is never stopped. Baselines (``kind: baseline``) are
-comparisons: they train to the study's full fidelity under the same protocol as the found
-trials, so ASHA never stops them and their values stay out of the rungs (a strong baseline
-must not raise the cutoff the found trials are stopped against). After every decision
-that changed something it writes ``rungs.json`` in the run directory::
+The rule is Ray's asynchronous successive halving (``ASHAScheduler``'s ``_Bracket``, one
+bracket, ``stop_last_trials=False``), written once here so that the Ray adapter, the
+in-process executor and the dry-run plan agree:
+
+- rungs at epochs grace x rf^k below the study's epochs (:func:`rung_epochs`); a trial that
+  reached its last epoch is never stopped, so it always gets its full-fidelity verdict;
+- at the highest rung its epoch reached and it has not reported at yet, a trial is stopped
+  when its value is below the (1 - 1/rf) percentile of the values recorded there before it,
+  then its value is recorded (stopped or not);
+- baselines (``kind: baseline``) are comparisons trained to full fidelity under the same
+  protocol as the found trials: never stopped, and kept out of the rungs (a strong baseline
+  must not raise the cutoff the found trials are stopped against).
+
+After every decision that changed something, ``rungs.json`` in the run directory says
+what happened, and a resumed search seeds its rungs from it (the same cutoffs go on)::
 
     {"metric": "accuracy", "mode": "max", "grace_epochs": 1, "reduction_factor": 2,
+     "max_epochs": 4,
      "rungs": [{"epoch": 1, "cutoff": 0.61, "trials": {"3": 0.58, "4": 0.66}}, ...],
      "stopped": [{"trial": 3, "epoch": 1, "value": 0.58, "cutoff": 0.61}]}
 
-(trial = Optuna trial number). Imported only inside run_search: it needs Ray.
+(trial = Optuna trial number). Ray-free.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
-from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+import numpy as np
 
 from ..run.rundir import RunDir
 
 
-class RecordingASHA(ASHAScheduler):
-    """ASHAScheduler that tells the searcher which trials it stopped and saves rungs."""
+def rung_epochs(epochs: int, grace: int, reduction_factor: float) -> list[float]:
+    """The epochs at which ASHA may stop a trial: grace x rf^k below ``epochs``."""
+    count = int(math.log(epochs / grace) / math.log(reduction_factor) + 1)
+    return [grace * reduction_factor ** k for k in range(count)
+            if grace * reduction_factor ** k < epochs]
+
+
+class AshaRule:
+    """The rungs of one search and the stop decision; saved to ``rungs.json`` if ``run``."""
 
     def __init__(self, *, metric: str, mode: str, epochs: int, grace: int,
-                 reduction_factor: float, run: RunDir, searcher: Any):
-        super().__init__(time_attr="asha_epoch", metric=metric, mode=mode, max_t=epochs,
-                         grace_period=grace, reduction_factor=reduction_factor,
-                         stop_last_trials=False)
+                 reduction_factor: float, run: RunDir | None = None):
+        self.metric, self.mode, self.epochs = metric, mode, int(epochs)
+        self.rf = float(reduction_factor)
+        self._sign = 1.0 if mode == "max" else -1.0
         self._run = run
-        self._searcher = searcher
-        self._numbers: dict[str, int] = {}
-        self._stopped: list[dict[str, Any]] = []
+        self.rungs: dict[float, dict[int, float]] = {
+            m: {} for m in rung_epochs(epochs, grace, reduction_factor)}
+        self.stopped: list[dict[str, Any]] = []
         self._header = {"metric": metric, "mode": mode, "grace_epochs": grace,
                         "reduction_factor": reduction_factor, "max_epochs": epochs}
-        self._restore()
-        self._save()
+        if run is not None:
+            self._restore()
+            self._save()
+
+    @classmethod
+    def for_study(cls, study: Any, run: RunDir | None = None) -> AshaRule | None:
+        """The study's ASHA (None when its fidelity has no scheduler or one epoch)."""
+        if study.fidelity.scheduler != "asha" or study.training.epochs <= 1:
+            return None
+        primary = study.primary
+        return cls(metric=primary.metric,
+                   mode="max" if primary.direction == "maximize" else "min",
+                   epochs=study.training.epochs, grace=study.fidelity.grace_epochs,
+                   reduction_factor=study.fidelity.reduction_factor, run=run)
+
+    def cutoff(self, recorded: dict[int, float]) -> float | None:
+        if not recorded:
+            return None
+        return float(np.nanpercentile(list(recorded.values()), (1 - 1 / self.rf) * 100))
+
+    def decide(self, config: dict[str, Any], report: dict[str, Any]) -> bool:
+        """Stop the trial whose ``config`` (``number``, ``kind``) sent this per-epoch
+        ``report``? Final reports, baselines, and epochs at or past the last never stop."""
+        if report.get("final") or config.get("kind") == "baseline":
+            return False
+        epoch, value = int(report.get("epoch", 0)), report.get(self.metric)
+        if epoch >= self.epochs or value is None or not math.isfinite(float(value)):
+            return False
+        number = int(config.get("number", -1))
+        for milestone in sorted(self.rungs, reverse=True):
+            recorded = self.rungs[milestone]
+            if epoch >= milestone and number in recorded:
+                return False  # already judged at this (or a higher) rung
+            if epoch < milestone:
+                continue
+            cutoff = self.cutoff(recorded)
+            signed = self._sign * float(value)
+            stop = cutoff is not None and signed < cutoff
+            recorded[number] = signed
+            if stop:
+                self.stopped.append({"trial": number, "epoch": epoch, "value": float(value),
+                                     "cutoff": self._sign * cutoff})
+            self._save()
+            return stop
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        rungs = []
+        for milestone, recorded in sorted(self.rungs.items()):
+            cutoff = self.cutoff(recorded)
+            rungs.append({"epoch": float(milestone),
+                          "cutoff": None if cutoff is None else self._sign * cutoff,
+                          "trials": {str(n): self._sign * v for n, v in recorded.items()}})
+        return {**self._header, "rungs": rungs, "stopped": list(self.stopped)}
 
     def _restore(self) -> None:
-        """Seed the rungs with the values earlier sessions of this run recorded, so a
-        resumed search keeps stopping against the same cutoffs."""
-        import json
-
         try:
             old = json.loads((self._run / "rungs.json").read_text())
         except (OSError, ValueError):
             return
-        if old.get("metric") != self._metric or old.get("mode") != self._mode:
+        if old.get("metric") != self.metric or old.get("mode") != self.mode:
             return
-        self._stopped = list(old.get("stopped", []))
-        sign = 1.0 if self._mode == "max" else -1.0
-        by_epoch = {float(r["epoch"]): r.get("trials", {}) for r in old.get("rungs", [])}
-        for bracket in self._brackets:
-            for milestone, recorded in bracket._rungs:
-                for number, value in by_epoch.get(float(milestone), {}).items():
-                    key = f"earlier-{number}"
-                    recorded[key] = sign * float(value)
-                    self._numbers[key] = int(number)
-
-    def on_trial_add(self, tune_controller, trial) -> None:
-        super().on_trial_add(tune_controller, trial)
-        self._numbers[trial.trial_id] = int(trial.config.get("number", -1))
-
-    def on_trial_result(self, tune_controller, trial, result: dict[str, Any]) -> str:
-        if _is_baseline(trial):
-            return TrialScheduler.CONTINUE
-        bracket = self._trial_info.get(trial.trial_id)
-        cutoffs = ({m: bracket.cutoff(rec) for m, rec in bracket._rungs}
-                   if bracket is not None else {})
-        action = super().on_trial_result(tune_controller, trial, result)
-        if "asha_epoch" not in result:
-            return action
-        if action == TrialScheduler.STOP:
-            epoch = int(result["asha_epoch"])
-            cutoff = next((c for m, c in sorted(cutoffs.items(), reverse=True)
-                           if epoch >= m), None)
-            self._searcher.asha_stopped.add(trial.trial_id)
-            self._stopped.append({"trial": self._numbers.get(trial.trial_id), "epoch": epoch,
-                                  "value": float(result[self._metric]),
-                                  "cutoff": None if cutoff is None else float(cutoff)})
-        self._save()
-        return action
-
-    def on_trial_complete(self, tune_controller, trial, result: dict[str, Any]) -> None:
-        if _is_baseline(trial):
-            self._trial_info.pop(trial.trial_id, None)
-            return
-        super().on_trial_complete(tune_controller, trial, result)
-
-    def rungs(self) -> dict[str, Any]:
-        sign = 1.0 if self._mode == "max" else -1.0
-        rungs = []
-        for bracket in self._brackets:
-            for milestone, recorded in sorted(bracket._rungs):
-                cutoff = bracket.cutoff(recorded)
-                rungs.append({
-                    "epoch": float(milestone),
-                    "cutoff": None if cutoff is None else sign * float(cutoff),
-                    "trials": {str(self._numbers.get(t, t)): sign * float(v)
-                               for t, v in recorded.items()}})
-        return {**self._header, "rungs": rungs, "stopped": list(self._stopped)}
+        self.stopped = list(old.get("stopped", []))
+        for rung in old.get("rungs", []):
+            recorded = self.rungs.get(float(rung["epoch"]))
+            if recorded is None:
+                continue
+            for number, value in rung.get("trials", {}).items():
+                recorded[int(number)] = self._sign * float(value)
 
     def _save(self) -> None:
-        self._run.write_rungs(self.rungs())
-
-
-def _is_baseline(trial: Any) -> bool:
-    return (getattr(trial, "config", None) or {}).get("kind") == "baseline"
+        if self._run is not None:
+            self._run.write_rungs(self.to_dict())

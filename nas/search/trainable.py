@@ -1,18 +1,18 @@
 """The Ray Tune function trainable: one trial = ``nas.evaluate.trial.evaluate_candidate``.
 
 It reports after every epoch (``tune.report``) so ASHA can stop it, then once more with
-``final: True`` and the whole outcome as a JSON string (``outcome``), which the searcher
+``final: True`` and the whole outcome as a JSON string (``outcome``), which the core
 tells Optuna. Every report carries ``trial_wall_s``, the seconds since the trainable was
 entered (data loading of a worker's first trial and the checks included): that is the
 wall time the ledger charges. The study and the dataset are loaded once per worker
 process and reused by the trials that worker runs (``reuse_actors=True``).
 
 A UserError (the study's fault, e.g. a dataset that is missing or does not match the
-space) is reported as ``fatal``: the searcher stops the search and re-enqueues the trial,
+space) is reported as ``fatal``: the core stops the search and re-enqueues the trial,
 and ``nas search`` ends with that one line instead of failing every trial in turn.
 
-ASHA sees ``asha_epoch`` only on epochs before the last one: a trial that trained all its
-epochs is never stopped at its final report, so it always gets its full-fidelity verdict.
+The in-process executor (:mod:`nas.search.local`) runs the same :func:`trial_reports`;
+ASHA's rule (:mod:`nas.search.asha`) never stops a trial at its last epoch.
 
 Test-only fault injection (tiny, inert unless BOTH ``NAS_TEST_FAULTS`` and pytest's
 ``PYTEST_CURRENT_TEST`` are set in the worker's environment): ``NAS_TEST_FAULTS`` names a
@@ -33,6 +33,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 _STUDIES: dict[str, Any] = {}
@@ -44,7 +45,6 @@ def run_trial(config: dict[str, Any], study_dict: dict[str, Any],
     from ray import tune
 
     from ..errors import UserError
-    from ..evaluate.trial import evaluate_candidate
 
     t0 = time.perf_counter()
     try:
@@ -57,36 +57,53 @@ def run_trial(config: dict[str, Any], study_dict: dict[str, Any],
     fault = _take_fault()
     if fault in ("memory", "error", "nan"):
         data = _faulty(data, fault)
+
+    def report(result: dict[str, Any]) -> bool:
+        if fault == "kill" and not result.get("final"):
+            os._exit(17)
+        tune.report(result)  # blocks; exits this thread if ASHA stops the trial
+        return False
+
+    trial_reports(config, study, data, report, data_dir=data_dir, t0=t0,
+                  provenance=_node())
+
+
+def trial_reports(config: dict[str, Any], study: Any, data: Any,
+                  report: Callable[[dict[str, Any]], bool], *, data_dir: str | None = None,
+                  t0: float | None = None, provenance: dict[str, Any] | None = None,
+                  clock: Callable[[], float] = time.perf_counter) -> None:
+    """Evaluate one proposed candidate, sending ``report`` one result per epoch and a final
+    one (``final: True`` with the ``outcome`` as JSON, or ``fatal``). Every result carries
+    ``trial_wall_s``, the ``clock`` seconds since ``t0`` (the ledger charges it; a
+    benchmark may charge CPU time instead); ``report`` returning True stops training
+    (ASHA). Both executors run trials through this."""
+    from ..errors import UserError
+    from ..evaluate.trial import evaluate_candidate
+
+    t0 = clock() if t0 is None else t0
     primary = study.primary.metric
-    epochs = study.training.epochs
-    asha = bool(config.get("asha"))
 
     def on_epoch(epoch: int, metrics: dict[str, Any]) -> bool:
-        if fault == "kill":
-            os._exit(17)
-        report = {k: _num(v) for k, v in metrics.items() if _is_num(v)}
-        report.update(epoch=epoch, trial_wall_s=time.perf_counter() - t0)
-        report.setdefault(primary, math.nan)
-        if asha and epoch < epochs:
-            report["asha_epoch"] = epoch
-        tune.report(report)  # blocks; exits this thread if ASHA stops the trial
-        return False
+        result = {k: float(v) for k, v in metrics.items() if _is_num(v)}
+        result.update(epoch=epoch, trial_wall_s=clock() - t0)
+        result.setdefault(primary, math.nan)
+        return bool(report(result))
 
     try:
         outcome = evaluate_candidate(config["spec"], study, seed=int(config["seed"]),
                                      data=data, on_epoch=on_epoch, data_dir=data_dir)
     except UserError as err:  # e.g. the dataset does not match the space
-        tune.report({"final": True, "fatal": str(err),
-                     "trial_wall_s": time.perf_counter() - t0, primary: math.nan})
+        report({"final": True, "fatal": str(err), "trial_wall_s": clock() - t0,
+                primary: math.nan})
         return
     result = outcome.to_dict()
-    result["provenance"].update(_node())  # which Ray node ran it (cluster runs)
+    result["provenance"].update(provenance or {})  # which Ray node ran it (clusters)
     final = {"final": True, "outcome": json.dumps(result, default=str),
              "epoch": int(result.get("epochs_done", 0)),
-             "trial_wall_s": time.perf_counter() - t0}
+             "trial_wall_s": clock() - t0}
     value = result.get("metrics", {}).get(primary)
-    final[primary] = _num(value) if _is_num(value) else math.nan
-    tune.report(final)
+    final[primary] = float(value) if _is_num(value) else math.nan
+    report(final)
 
 
 def _node() -> dict[str, Any]:
@@ -125,10 +142,6 @@ def _data(study: Any, data_dir: str | None):
 
 def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _num(v: Any) -> float:
-    return float(v)
 
 
 # ---------------------------------------------------------------------- test-only faults

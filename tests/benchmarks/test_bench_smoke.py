@@ -5,10 +5,8 @@ No timings: the benchmarks measure, these check the arithmetic they report with.
 
 from __future__ import annotations
 
-import random
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -69,30 +67,6 @@ def test_strategy_studies_change_only_the_sampler_or_objectives():
     custom = se.strategy_study(base, "p8", {"sampler": {"options": {"population_size": 8}}})
     assert custom["sampler"] == {**base["sampler"], "options": {"population_size": 8}}
     load_study(custom)  # still a valid study
-
-
-@pytest.mark.parametrize("epochs,grace,rf", [(4, 1, 2), (9, 1, 3), (8, 2, 2)])
-def test_in_process_asha_decides_like_rays_bracket(epochs, grace, rf):
-    from ray.tune.schedulers.async_hyperband import _Bracket
-
-    ray_bracket = _Bracket(grace, epochs, rf, 0, stop_last_trials=False)
-    ours = se.AshaRungs(epochs, grace, rf)
-    rng = random.Random(epochs * 100 + rf)
-    stopped_ray, stopped_ours = set(), set()
-    for n in range(40):
-        trial = SimpleNamespace(trial_id=f"t{n}")
-        quality = rng.random()
-        for epoch in range(1, epochs):  # the trainable reports asha_epoch below the last
-            value = quality * epoch / epochs + 0.05 * rng.random()
-            a = ray_bracket.on_result(trial, epoch, value) == "STOP"
-            b = ours.decide(trial.trial_id, epoch, value)
-            assert a == b, (n, epoch)
-            if a:
-                stopped_ray.add(n)
-                stopped_ours.add(n)
-                break
-    assert stopped_ours == stopped_ray
-    assert 0 < len(stopped_ours) < 40  # the stream exercised both outcomes
 
 
 def test_ms_per_gmac_fit_recovers_a_known_line_and_its_residuals():

@@ -1,5 +1,5 @@
 """A sampler that keeps proposing one architecture must not end a search in a large space:
-after RANDOM_AFTER_DUPLICATES duplicates in a row the searcher draws one candidate at
+after RANDOM_AFTER_DUPLICATES duplicates in a row the core draws one candidate at
 random (model-based samplers, TPE above all, do collapse like this on the digits space)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import yaml
 from nas.budget import parse_budget
 from nas.run.ledger import Ledger
 from nas.run.rundir import RunDir
-from nas.search.searcher import RANDOM_AFTER_DUPLICATES, NasSearcher
+from nas.search.core import RANDOM_AFTER_DUPLICATES, SearchCore
 from nas.study import load_study
 
 TINY = Path(__file__).parents[1] / "data" / "tiny_search.yaml"
@@ -42,14 +42,14 @@ def test_a_collapsed_sampler_gets_a_random_candidate_not_a_finished_search(tmp_p
     ostudy = optuna.create_study(study_name=study.name, storage=run.storage_url(),
                                  sampler=FirstChoiceSampler(),
                                  directions=[o.direction for o in study.objectives])
-    searcher = NasSearcher(study, ostudy, run=run, ledger=Ledger(run.ledger_path),
-                           budget=parse_budget("1gpuh"), seed=0, session=0, devices=1.0)
+    core = SearchCore(study, ostudy, run=run, ledger=Ledger(run.ledger_path),
+                      budget=parse_budget("1gpuh"), seed=0, session=0, devices=1.0)
 
-    first = searcher.suggest("t0")
-    second = searcher.suggest("t1")  # the sampler proposes `first` again and again
+    first = core.propose("t0")
+    second = core.propose("t1")  # the sampler proposes `first` again and again
 
-    assert isinstance(second, dict), f"the search stopped: {searcher.stop_reason}"
-    assert searcher.stop_reason is None
+    assert isinstance(second, dict), f"the search stopped: {core.stop_reason}"
+    assert core.stop_reason is None
     hashes = {t.number: t.user_attrs.get("hash") for t in ostudy.get_trials(deepcopy=False)}
     assert hashes[second["number"]] != hashes[first["number"]]
     asked = ostudy.trials[second["number"]]

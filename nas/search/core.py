@@ -1,0 +1,438 @@
+"""The search core, Ray-free: propose a candidate, follow its attempts, tell the outcome.
+
+An executor (the in-process one, :mod:`nas.search.local`, or the Ray adapter,
+:mod:`nas.search.ray_adapter`) drives it with its own trial ids ("slots"):
+
+- :meth:`SearchCore.propose`: before each trial the budget policy (:func:`nas.budget.admit`)
+  decides start / wait / finished; then ``study.ask()`` -> the candidate
+  (:func:`nas.search.propose.candidate`) -> its canonical hash. An architecture already
+  evaluated is never trained again: the new trial is told at once with the cached state,
+  values and constraints and ``user_attrs["duplicate_of"]``; one whose twin is running
+  waits for it and is told the same. Returns the trial's config, :data:`WAIT` or
+  :data:`FINISHED`;
+- :meth:`started`, :meth:`reported` (one per epoch), :meth:`stopped` (ASHA's verdict),
+  :meth:`failed` (a worker died or raised; Ray may retry) and :meth:`finished` (the final
+  report, with the outcome) follow one trial; every attempt is charged to the ledger;
+- :meth:`recover` (session start: trials a dead driver left RUNNING) and
+  :meth:`close_session` (session end: trials still running) fail the trials that were cut
+  off and enqueue the same candidates again (``retry_of``), so the next session re-runs them.
+
+How each outcome is told is :mod:`nas.search.outcome`; what earlier trials say (dedup,
+costs, the front) is :mod:`nas.search.history`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from ..budget import Budget, admit, expected_cost
+from ..run.ledger import Ledger, LedgerEntry
+from ..run.rundir import RunDir
+from ..study import Study
+from .history import COPIED, History
+from .hopeless import MIN_VERDICTS, hopeless
+from .outcome import COMPLETE, constraint_values, objective_values, plain, worker_died
+from .propose import candidate, enqueue_random, random_draw_seed
+
+#: propose() says: ask again when a running trial has ended.
+WAIT = None
+#: propose() says: the search is over (budget, space, constraints or a fatal error).
+FINISHED = "FINISHED"
+#: consecutive duplicates after which the space is taken as exhausted.
+MAX_DUPLICATE_STREAK = 100
+#: consecutive duplicates after which the next candidate is drawn uniformly at random.
+#: A model-based sampler (TPE above all) can collapse onto the architectures it already
+#: likes and propose them again and again; those trials cost nothing, but without this
+#: the search would stop as "space exhausted" in a space of millions.
+RANDOM_AFTER_DUPLICATES = 10
+
+
+@dataclass
+class _Live:
+    """A trial an executor is running (one Optuna trial; possibly several attempts)."""
+
+    trial: optuna.trial.Trial
+    number: int
+    hash: str
+    spec: dict[str, Any]
+    kind: str
+    slot: str
+    admission: dict[str, Any]
+    attempt: int = 1
+    attempt_start: float | None = None  # clock() when the worker started the attempt
+    attempt_wall: float = 0.0  # trial_wall_s of the attempt's latest report
+    epochs: int = 0
+    curve: list[float] = field(default_factory=list)
+    last: dict[str, Any] = field(default_factory=dict)
+    pre_training_s: float | None = None  # time before the first epoch (see reported)
+    stopped: bool = False  # ASHA stopped it
+
+
+class SearchCore:
+    """Proposes specs from ``study.space`` through ``optuna_study`` and tells results."""
+
+    def __init__(self, study: Study, optuna_study: optuna.Study, *, run: RunDir,
+                 ledger: Ledger, budget: Budget, seed: int, session: int, devices: float,
+                 wall_before: float = 0.0, clock: Callable[[], float] = time.time):
+        self.study = study
+        self.optuna = optuna_study
+        self.run = run
+        self.ledger = ledger
+        self.budget = budget
+        self.seed = seed
+        self.session = session
+        self.devices = float(devices)
+        self.wall_before = wall_before
+        self.clock = clock
+        self.session_start = clock()
+        self.primary = study.primary.metric
+        self.single = len(study.objectives) == 1
+        self.stop_reason: str | None = None
+        self.stop_detail: str | None = None  # why, when stop_reason alone does not say
+        self.fatal: str | None = None  # a study error a worker met (nas.search.trainable)
+        self._hopeless_after: int | None = None
+        self._live: dict[str, _Live] = {}
+        self._running_hashes: dict[str, str] = {}  # hash -> slot
+        self._waiting_dups: dict[str, list[optuna.trial.Trial]] = {}
+        self._random_draws = 0
+        self.history = History([o.direction for o in study.objectives])
+        self.history.load(self.optuna.get_trials(deepcopy=False))
+
+    # ------------------------------------------------------------------ budget
+    @property
+    def running(self) -> int:
+        return len(self._live) + sum(len(v) for v in self._waiting_dups.values())
+
+    def spent(self) -> float:
+        """Budget spent so far in base units (device or wall seconds, or trials)."""
+        if self.budget.kind == "device":
+            return self.ledger.spent_device_s()
+        if self.budget.kind == "wall":
+            return self.wall_before + (self.clock() - self.session_start)
+        return float(self.history.told)
+
+    def expected(self) -> float | None:
+        """Expected cost of the next trial in the budget's base unit."""
+        epochs = self.study.training.epochs
+        extrapolated = [live.attempt_wall / live.epochs * epochs
+                        for live in self._live.values() if live.epochs > 0]
+        wall = expected_cost(self.history.trained_walls, self.history.all_walls,
+                             extrapolated)
+        if wall is None or self.budget.kind == "trials":
+            return None if wall is None else 1.0
+        return wall * (self.devices if self.budget.kind == "device" else 1.0)
+
+    def admission(self) -> dict[str, Any]:
+        """The budget policy's inputs and verdict now (kept on each started trial as
+        ``user_attrs["admission"]``, base units: seconds or trials)."""
+        state = {"spent": self.spent(), "expected": self.expected(),
+                 "running": self.running, "told": self.history.told,
+                 "limit": self.budget.limit}
+        state["decision"] = admit(self.budget, spent=state["spent"],
+                                  running=state["running"], expected=state["expected"],
+                                  told=state["told"])
+        return state
+
+    # ------------------------------------------------------------------ proposing
+    def propose(self, slot: str) -> dict[str, Any] | str | None:
+        """The config of the next trial to run in ``slot``, or WAIT, or FINISHED."""
+        if self.stop_reason is not None:
+            return FINISHED
+        if self._hopeless_after is None:  # a space smaller than MIN_VERDICTS: all of it
+            self._hopeless_after = min(MIN_VERDICTS, self.study.space.size())
+        why = hopeless(self.history.records.values(), self.study.constraints,
+                       minimum=self._hopeless_after)
+        if why is not None:
+            self.stop_reason, self.stop_detail = "constraints", why
+            return FINISHED
+        for streak in range(MAX_DUPLICATE_STREAK):
+            if streak and streak % RANDOM_AFTER_DUPLICATES == 0:
+                self._random_draws += 1
+                enqueue_random(self.optuna, self.study, random_draw_seed(
+                    self.seed, self.history.told, self._random_draws))
+            admission = self.admission()
+            if admission["decision"] == "finished":
+                self.stop_reason = "budget"
+                return FINISHED
+            if admission["decision"] == "wait":
+                return WAIT
+            trial = self.optuna.ask()
+            spec, kind, problem = candidate(trial, self.study)
+            if problem is not None:
+                self._tell(trial, TrialState.FAIL, {"status": "invalid", "message": problem})
+                continue
+            h = spec.hash()
+            if h in self.history.done:
+                self._tell_duplicate(trial, h, self.history.done[h])
+                continue
+            if h in self._running_hashes:
+                trial.set_user_attr("hash", h)
+                self._waiting_dups.setdefault(h, []).append(trial)
+                continue
+            spec_dict = spec.to_dict()
+            self._live[slot] = _Live(trial=trial, number=trial.number, hash=h,
+                                     spec=spec_dict, kind=kind, slot=slot,
+                                     admission=admission)
+            self._running_hashes[h] = slot
+            # One write now (each is a storage commit); the rest is told with the result.
+            trial.set_user_attr("hash", h)
+            return {"spec": spec_dict, "number": trial.number, "seed": self.seed,
+                    "kind": kind}
+        self.stop_reason = "space exhausted"
+        why = hopeless(self.history.records.values(), self.study.constraints, minimum=1)
+        if why is not None:  # exhausted without one feasible candidate: say which limit
+            self.stop_reason, self.stop_detail = "constraints", why
+        return FINISHED
+
+    # ------------------------------------------------------------------ following a trial
+    def started(self, slot: str) -> None:
+        """An attempt of the trial in ``slot`` started on a worker."""
+        live = self._live.get(slot)
+        if live is None:
+            return
+        live.attempt_start = self.clock()
+        live.attempt_wall, live.epochs, live.curve = 0.0, 0, []
+        live.pre_training_s = None
+        self.run.log_event(live.number, {"event": "start", "attempt": live.attempt,
+                                         "executor_id": slot, "session": self.session})
+
+    def reported(self, slot: str, result: dict[str, Any]) -> None:
+        """A per-epoch report (``epoch``, the metrics, ``trial_wall_s``)."""
+        live = self._live.get(slot)
+        if live is None:
+            return
+        self._absorb(live, result)
+        event = {k: v for k, v in result.items() if k in (
+            "epoch", "trial_wall_s", "accuracy", "train_loss", "val_loss", "final")}
+        self.run.log_event(live.number, {"event": "result", "attempt": live.attempt,
+                                         **event})
+
+    def stopped(self, slot: str) -> None:
+        """ASHA stopped the trial in ``slot``; its end (finished) is told PRUNED."""
+        if slot in self._live:
+            self._live[slot].stopped = True
+
+    def finished(self, slot: str, result: dict[str, Any] | None) -> None:
+        """The trial in ``slot`` ended: its final report (``outcome``, or ``fatal``), or
+        None / a plain report when it ended without a verdict (stopped, or cut off)."""
+        live = self._live.pop(slot, None)
+        if live is None:
+            return
+        if result:
+            self._absorb(live, result)
+        wall = self._attempt_wall(live)
+        outcome = result.get("outcome") if result else None
+        if result and result.get("fatal"):
+            self.fatal = str(result["fatal"])
+            self.stop_reason = "error"
+            self._finish_interrupted(live, wall)  # not the candidate's fault: run it later
+        elif outcome:
+            out = json.loads(outcome) if isinstance(outcome, str) else outcome
+            self._finish_outcome(live, out, wall)
+        elif live.stopped:
+            self._finish_stopped(live, wall)
+        else:  # ended without a verdict: the search itself was stopped
+            self._finish_interrupted(live, wall)
+
+    def failed(self, slot: str, message: str, *, final: bool) -> None:
+        """A worker failed (its process died, or the trial raised). Charge the attempt;
+        if it is the last one the executor allows, tell Optuna FAIL."""
+        live = self._live.get(slot)
+        if live is None:
+            return
+        wall = self._attempt_wall(live)
+        status = "worker_died" if worker_died(message) else "worker_error"
+        self._charge(live, status, wall)
+        self.run.log_event(live.number, {"event": "failure", "attempt": live.attempt,
+                                         "message": message, "final": final})
+        if not final:
+            live.attempt += 1
+            return
+        del self._live[slot]
+        self._running_hashes.pop(live.hash, None)
+        text = f"{status.replace('_', ' ')} ({live.attempt} attempts): {message}"
+        self._tell(live.trial, TrialState.FAIL, self._attrs(live, status, wall, text))
+        self._resolve_waiting(live.hash, live.number)
+
+    # ------------------------------------------------------------------ sessions
+    def recover(self) -> int:
+        """At the start of a session: trials an earlier driver left RUNNING (it died,
+        e.g. ``kill -9``) are charged from their logs, told FAIL and re-enqueued. Only
+        safe while holding the run's lock (no other driver is telling them)."""
+        n = 0
+        for t in self.optuna.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            trial = optuna.trial.Trial(self.optuna, t._trial_id)
+            events = self.run.read_log(t.number)
+            starts = [e for e in events if e.get("event") == "start"]
+            attrs: dict[str, Any] = {"hash": t.user_attrs.get("hash")}
+            if starts:
+                wall = max(0.0, float(events[-1]["t"]) - float(starts[-1]["t"]))
+                attrs["wall_s"] = wall
+                self.ledger.append(LedgerEntry.make(
+                    t.number, int(starts[-1].get("attempt", 1)), "interrupted", wall,
+                    self.devices, session=int(starts[-1].get("session", self.session)),
+                    executor_id=starts[-1].get("executor_id"), hash=attrs["hash"]))
+            self._interrupt(trial, t.number, attrs)
+            n += 1
+        return n
+
+    def close_session(self) -> None:
+        """At the end of a session: trials still running were cut off by the stop."""
+        for slot in list(self._live):
+            live = self._live.pop(slot)
+            self._finish_interrupted(live, self._attempt_wall(live))
+        for h in list(self._waiting_dups):
+            for trial in self._waiting_dups.pop(h):
+                self._interrupt(trial, trial.number, {"hash": h})
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the live display shows."""
+        spent, c = self.spent(), self.history.counts
+        return {"told": self.history.told, "running": self.running,
+                "complete": c["complete"], "infeasible": c["infeasible"],
+                "failed": c["failed"], "stopped": c["stopped"], "duplicate": c["duplicate"],
+                "spent": spent, "left": max(0.0, self.budget.limit - spent),
+                "best": self.history.best, "front": len(self.history.front)}
+
+    # ------------------------------------------------------------------ finishing
+    def _absorb(self, live: _Live, result: dict[str, Any]) -> None:
+        if "trial_wall_s" in result:
+            live.attempt_wall = float(result["trial_wall_s"])
+        if "epoch" not in result or result.get("final"):
+            return
+        epoch = int(result["epoch"])
+        if epoch <= live.epochs:
+            return
+        live.epochs = epoch
+        value = result.get(self.primary)
+        if value is not None and math.isfinite(float(value)):
+            live.curve.append(float(value))
+        live.last = {k: result[k] for k in ("accuracy", "train_loss", "val_loss")
+                     if k in result}
+        if epoch == 1 and "epoch_s" in result and "trial_wall_s" in result:
+            # what preceded training: the checks, the model build (and a cold worker's
+            # data loading); a trial ASHA stops never tells its check_s
+            live.pre_training_s = max(0.0, float(result["trial_wall_s"])
+                                      - float(result["epoch_s"]))
+
+    def _attempt_wall(self, live: _Live) -> float:
+        """The attempt's wall time: its own last report, or (if it never reported, e.g.
+        its worker died first) the driver's view since its start."""
+        seen = self.clock() - live.attempt_start if live.attempt_start else 0.0
+        return max(live.attempt_wall, seen if live.attempt_wall == 0.0 else 0.0)
+
+    def _charge(self, live: _Live, status: str, wall: float) -> None:
+        self.ledger.append(LedgerEntry.make(
+            live.number, live.attempt, status, wall, self.devices, session=self.session,
+            executor_id=live.slot, hash=live.hash))
+
+    def _finish_outcome(self, live: _Live, out: dict[str, Any], wall: float) -> None:
+        status = out["status"]
+        self._running_hashes.pop(live.hash, None)
+        self._charge(live, status, wall)
+        attrs = self._attrs(live, status, wall, out.get("message", ""))
+        attrs.update(metrics=plain(out.get("metrics", {})),
+                     violations=plain(out.get("violations", {})),
+                     check_s=float(out.get("check_s", 0.0)),
+                     epochs_done=int(out.get("epochs_done", 0)),
+                     provenance=plain(out.get("provenance", {})),
+                     curve=[float(h[self.primary]) for h in out.get("history", [])
+                            if self.primary in h])
+        if out.get("protocol"):
+            attrs["protocol"] = plain(out["protocol"])
+        if live.pre_training_s is not None:
+            attrs["pre_training_s"] = live.pre_training_s
+        if status in COMPLETE:
+            values, attrs["placeholders"] = objective_values(self.study.objectives, out)
+            self._tell(live.trial, TrialState.COMPLETE, attrs, values,
+                       constraint_values(self.study.constraints, out))
+        elif status == "stopped":
+            self._tell(live.trial, TrialState.PRUNED, attrs)
+        else:  # diverged, error
+            self._tell(live.trial, TrialState.FAIL, attrs)
+        self._resolve_waiting(live.hash, live.number)
+
+    def _finish_stopped(self, live: _Live, wall: float) -> None:
+        self._running_hashes.pop(live.hash, None)
+        self._charge(live, "stopped", wall)
+        attrs = self._attrs(live, "stopped", wall,
+                            f"stopped by ASHA after epoch {live.epochs}")
+        attrs.update(metrics=dict(live.last), epochs_done=live.epochs, curve=live.curve)
+        if live.pre_training_s is not None:
+            attrs["pre_training_s"] = live.pre_training_s
+        self._tell(live.trial, TrialState.PRUNED, attrs)
+        self._resolve_waiting(live.hash, live.number)
+
+    def _finish_interrupted(self, live: _Live, wall: float) -> None:
+        self._running_hashes.pop(live.hash, None)
+        if live.attempt_start is not None:  # it ran: charge what it used
+            self._charge(live, "interrupted", wall)
+        self._interrupt(live.trial, live.number, {"hash": live.hash, "wall_s": wall,
+                                                   "kind": live.kind, "spec": live.spec})
+        for trial in self._waiting_dups.pop(live.hash, []):
+            self._interrupt(trial, trial.number, {"hash": live.hash})
+
+    def _interrupt(self, trial: optuna.trial.Trial, number: int,
+                   attrs: dict[str, Any]) -> None:
+        """FAIL an interrupted trial and enqueue the same candidate again."""
+        params = dict(trial.params)
+        carried = {k: v for k, v in trial.user_attrs.items()
+                   if k in ("kind", "baseline", "spec", "baseline_error")}
+        attrs = {**attrs, "status": "interrupted", "interrupted": True,
+                 "message": "interrupted: the search stopped while it ran; re-enqueued"}
+        self._tell(trial, TrialState.FAIL, attrs)
+        retry = {"retry_of": number}
+        if carried.get("kind") == "baseline":
+            retry.update(carried)
+        self.optuna.enqueue_trial(params, user_attrs=retry)
+
+    def _tell_duplicate(self, trial: optuna.trial.Trial, h: str, original: int) -> None:
+        state, values, constraints, src = self.history.records[original]
+        attrs = {"hash": h, "duplicate_of": original, "status": "duplicate",
+                 "original_status": src.get("status"), "device_s": 0.0,
+                 "kind": trial.user_attrs.get("kind", "search")}
+        attrs.update({k: v for k, v in src.items() if k in COPIED})
+        if state == TrialState.COMPLETE:
+            self._tell(trial, state, attrs, list(values), dict(constraints))
+        else:
+            self._tell(trial, TrialState.PRUNED if state == TrialState.PRUNED
+                       else TrialState.FAIL, attrs)
+
+    def _resolve_waiting(self, h: str, original: int) -> None:
+        for trial in self._waiting_dups.pop(h, []):
+            self._tell_duplicate(trial, h, original)
+
+    def _tell(self, trial: optuna.trial.Trial, state: TrialState, attrs: dict[str, Any],
+              values: list[float] | None = None,
+              constraints: dict[str, float] | None = None) -> None:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        for key, value in (constraints or {}).items():
+            trial.set_constraint(key, value)
+        # Learning curves as intermediate values (optuna-dashboard draws them) where
+        # Optuna allows it: trial.report raises for a multi-objective study.
+        if state in (TrialState.PRUNED, TrialState.COMPLETE) and self.single:
+            for step, value in enumerate(attrs.get("curve") or [], start=1):
+                trial.report(value, step)
+        merged = {**trial.user_attrs, **attrs}
+        self.optuna.tell(trial, values if state == TrialState.COMPLETE else None,
+                         state=state)
+        self.history.note(trial.number, state, values, constraints or {}, merged)
+
+    def _attrs(self, live: _Live, status: str, wall: float, message: str = "") -> dict:
+        out = {"status": status, "kind": live.kind, "spec": live.spec,
+               "wall_s": float(wall), "devices": self.devices,
+               "device_s": self.ledger.by_trial().get(live.number, 0.0),
+               "attempts": live.attempt, "seed": self.seed, "session": self.session,
+               "executor_id": live.slot, "admission": live.admission}
+        if message:
+            out["message"] = message
+        return out

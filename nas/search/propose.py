@@ -1,0 +1,88 @@
+"""Where candidates come from: the study's sampler, fixed specs (baselines, retries) and
+the uniform random draw that breaks a sampler's streak of duplicates.
+
+A proposal is an Optuna trial asked from the run's study; its candidate is
+``space.sample(trial)`` (the sampler's choice), or the spec an enqueued trial carries
+(a baseline, or a retry of an interrupted baseline). Ray-free.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import optuna
+
+from ..study import Study
+
+
+def make_sampler(name: str, seed: int, options: dict[str, Any] | None = None):
+    """The Optuna sampler a study names (nsga2, tpe, random, gp)."""
+    options = dict(options or {})
+    samplers = optuna.samplers
+    if name == "nsga2":
+        return samplers.NSGAIISampler(seed=seed, **options)
+    if name == "tpe":
+        return samplers.TPESampler(seed=seed, **options)
+    if name == "random":
+        return samplers.RandomSampler(seed=seed, **options)
+    if name == "gp":
+        return samplers.GPSampler(seed=seed, **options)
+    raise ValueError(f"unknown sampler {name!r}")
+
+
+def random_draw_seed(seed: int, told: int, draws: int) -> int:
+    """A 32-bit seed for the fallback's random draw, distinct per (search seed, trials
+    told, draws so far). Hashed with NumPy's SeedSequence rather than mixed by
+    arithmetic: every valid search seed (0 .. 2**32 - 1) gives a valid sampler seed."""
+    return int(np.random.SeedSequence([seed, told, draws]).generate_state(1)[0])
+
+
+def enqueue_random(ostudy: optuna.Study, study: Study, seed: int) -> None:
+    """Queue one candidate drawn uniformly from the space (``seed`` from
+    :func:`random_draw_seed`, so a resumed search draws the same); the next ask takes it."""
+    scratch = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    draw = scratch.ask()
+    study.space.sample(draw)
+    ostudy.enqueue_trial(draw.params, user_attrs={"proposed_by": "random"})
+
+
+def candidate(trial: optuna.trial.Trial, study: Study):
+    """(spec, kind, problem) of an asked trial: what it proposes, or why it cannot be
+    built (one bad candidate must not end a search: it is told FAIL with the reason)."""
+    from search_space import ModelSpec
+
+    attrs = trial.user_attrs
+    kind = attrs.get("kind", "search")
+    try:
+        if kind == "baseline":
+            if attrs.get("baseline_error"):
+                return None, kind, attrs["baseline_error"]
+            return ModelSpec.from_dict(attrs["spec"]), kind, None
+        return study.space.sample(trial), kind, None
+    except Exception as err:  # noqa: BLE001 - recorded on the trial
+        return None, kind, f"cannot build the candidate: {type(err).__name__}: {err}"
+
+
+def enqueue_baselines(ostudy: optuna.Study, study: Study) -> list[str]:
+    """Enqueue the study's baselines as fixed specs (user_attrs kind=baseline), adapted
+    to the study's data (``ModelSpec.with_data``). A baseline that cannot run at that
+    input is still enqueued and told FAIL with the reason, so the user sees it."""
+    from search_space import load_spec
+
+    names = []
+    for ref in study.baselines:
+        attrs: dict[str, Any] = {"kind": "baseline", "baseline": ref}
+        try:
+            spec = load_spec(ref).with_data(channels=study.input_channels,
+                                            size=tuple(study.input_size),
+                                            classes=study.classes)
+            attrs["spec"] = spec.to_dict()
+        except Exception as err:  # noqa: BLE001 - recorded on the trial, not fatal
+            attrs["baseline_error"] = (f"baseline {ref} cannot run on the study's data "
+                                       f"({study.input_channels}x{study.input_size[0]}x"
+                                       f"{study.input_size[1]}, {study.classes} classes): "
+                                       f"{err}")
+        ostudy.enqueue_trial({}, user_attrs=attrs)
+        names.append(ref)
+    return names
