@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from nas.evaluate.candidates import sample_specs
 from nas.evaluate.data import cached_data
 from nas.evaluate.trial import evaluate_candidate
 from nas.study import load_study
@@ -63,9 +64,6 @@ def main() -> None:
                     help="default: benchmarks/results/<study>_trial.json")
     args = ap.parse_args()
 
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(args.study)
     out_path = args.out or RESULTS / f"{study.name.replace('-', '_')}_trial.json"
     epochs = args.epochs or study.training.epochs
@@ -96,9 +94,7 @@ def main() -> None:
 
     for spec in HAND_PICKED if study.name == "digits" else []:
         run("hand", spec)
-    sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=args.seed))
-    for i in range(args.samples):
-        spec = study.space.sample(sampler.ask())
+    for i, spec in enumerate(sample_specs(study, args.samples, seed=args.seed)):
         run("random", spec.__class__.from_dict({**spec.to_dict(), "name": f"sample-{i}"}))
 
     trained = [r for r in rows if r["status"] in ("ok", "stopped")]

@@ -62,26 +62,16 @@ def zoo_models(names: list[str] | None) -> list[dict[str, Any]]:
 
 def sampled_models(studies: list[str], per_study: int, seed: int) -> list[dict[str, Any]]:
     """``per_study`` specs drawn at random from each study's space (distinct hashes)."""
-    import optuna
+    import itertools
 
+    from nas.evaluate.candidates import draw_specs
     from nas.study import load_study
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     out = []
     for name in studies:
-        study = load_study(name)
-        sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-        seen: set[str] = set()
-        for _ in range(per_study * 20):
-            if len(seen) >= per_study:
-                break
-            spec = study.space.sample(sampler.ask())
-            h = spec.hash()
-            if h in seen:
-                continue
-            seen.add(h)
-            out.append({"name": f"{name}-{len(seen) - 1}", "group": f"sampled:{name}",
-                        "spec": spec})
+        drawn = draw_specs(load_study(name), seed, max_draws=per_study * 20)
+        out += [{"name": f"{name}-{i}", "group": f"sampled:{name}", "spec": spec}
+                for i, spec in enumerate(itertools.islice(drawn, per_study))]
     return out
 
 

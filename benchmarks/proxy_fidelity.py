@@ -58,33 +58,22 @@ def candidates(study: Any, samples: int, seed: int,
                baselines: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(specs to train, skipped): ``samples`` analytically feasible specs from the space,
     then the baselines adapted to the study's data."""
-    import optuna
-
-    from nas.evaluate.checks import analytic, violations
+    from nas.evaluate.candidates import draw_specs, price
+    from nas.evaluate.checks import analytic
     from search_space import load_spec
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     chosen: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    tries = 0
-    while len(chosen) < samples and tries < samples * 50:
-        tries += 1
-        spec = study.space.sample(sampler.ask())
-        h = spec.hash()
-        if h in seen:
-            continue
-        seen.add(h)
-        numbers = analytic(spec, study)
-        over = violations({"params": numbers["params"], "macs": numbers["macs"],
-                           "memory_mb": numbers["memory_est_mb"]}, study.constraints)
-        if over:
-            skipped.append({"name": f"sample-{tries - 1}", "reason": f"infeasible {over}"})
+    for i, spec in enumerate(draw_specs(study, seed, max_draws=samples * 50)):
+        if len(chosen) == samples:
+            break
+        c = price(study, spec)
+        if not c.feasible:
+            skipped.append({"name": f"sample-{i}", "reason": f"infeasible {c.violations}"})
             continue
         chosen.append({"name": f"sample-{len(chosen)}", "kind": "sampled",
-                       "spec": spec.to_dict(), "hash": h, "params": numbers["params"],
-                       "macs": numbers["macs"]})
+                       "spec": spec.to_dict(), "hash": spec.hash(), "params": c.params,
+                       "macs": c.macs})
     for ref in baselines:
         try:
             spec = load_spec(ref).with_data(channels=study.input_channels,

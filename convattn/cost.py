@@ -24,9 +24,6 @@ class Cost:
     def __add__(self, other: Cost) -> Cost:
         return Cost(self.macs + other.macs, self.attention_bytes + other.attention_bytes)
 
-    def scaled(self, batch: int) -> Cost:
-        return Cost(self.macs * batch, self.attention_bytes * batch)
-
 
 def conv_macs(in_ch: int, out_ch: int, kernel: int | tuple[int, int], out_hw: tuple[int, int],
               groups: int = 1) -> int:

@@ -64,13 +64,27 @@ class Budget:
         """Seconds (or trials) expressed in this budget's unit."""
         return amount / self.per_unit
 
+    def spent(self, *, device_s: float, wall_s: float, told: int) -> float:
+        """THE rule for what a search has spent of this budget, in base units: device
+        seconds of trial time (the ledger's sum, :mod:`nas.run.ledger`) for a device
+        budget, wall seconds of the search over all its sessions for a wall-clock budget,
+        trials told to Optuna (not those failed by an interruption: they are re-run) for
+        a trials budget. Every reader of a search (the searcher, ``nas status``, the
+        dry-run of a resume) counts through this one method."""
+        return {"device": float(device_s), "wall": float(wall_s),
+                "trials": float(told)}[self.kind]
+
+    def left(self, spent: float) -> float:
+        """What is left after ``spent`` (base units), never below zero."""
+        return max(0.0, self.limit - spent)
+
     def to_dict(self, spent: float | None = None) -> dict[str, object]:
         """JSON-able description; with ``spent`` (base units) also spent/left."""
         out: dict[str, object] = {"text": self.text, "kind": self.kind, "unit": self.unit,
                                   "limit": self.in_unit(self.limit)}
         if spent is not None:
             out["spent"] = self.in_unit(spent)
-            out["left"] = self.in_unit(max(0.0, self.limit - spent))
+            out["left"] = self.in_unit(self.left(spent))
         return out
 
     def format(self, amount: float) -> str:

@@ -102,16 +102,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     import yaml
 
     from convattn.errors import ConfigError
+    from search_space.errors import SpecError
 
     from .errors import UserError
 
-    errors: list[type[BaseException]] = [UserError, ConfigError, yaml.YAMLError]
-    try:
-        from search_space.errors import SpecError
-        errors.append(SpecError)
-    except ImportError:  # search_space not built yet
-        pass
-    return tuple(errors)
+    return (UserError, ConfigError, SpecError, yaml.YAMLError)
 
 
 def _fs_error(err: OSError) -> str:

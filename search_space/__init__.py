@@ -13,7 +13,7 @@ Errors a user can cause are ``SpecError(path, message)``.
 
 from .errors import SpecError
 from .graph import build_graph, canonical_json, infer_shapes, spec_hash, totals
-from .loading import dump_yaml, load_spec, parse_yaml
+from .loading import load_spec
 from .space import SearchSpace
 from .spec import (
     SPEC_VERSION,
@@ -25,6 +25,7 @@ from .spec import (
     StemSpec,
 )
 from .validate import ResolvedBlock, ResolvedSpec, resolve_spec
+from .yamlio import dump_yaml, parse_yaml
 
 __all__ = [
     "SPEC_VERSION", "BlockSpec", "HeadSpec", "InputSpec", "ModelSpec", "ResolvedBlock",

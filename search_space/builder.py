@@ -13,8 +13,10 @@ from torch import nn
 
 from convattn import create_block
 
-from .spec import ModelSpec
 from .validate import ResolvedSpec
+
+# Specs arrive as arguments (ModelSpec.build() calls build_model): no import of the
+# spec module here.
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -86,7 +88,7 @@ class Head(nn.Module):
 class SpecModel(nn.Module):
     """The network of ``spec``: input (B, C, H, W) -> logits (B, classes)."""
 
-    def __init__(self, spec: ModelSpec, resolved: ResolvedSpec):
+    def __init__(self, spec, resolved: ResolvedSpec):
         super().__init__()
         self.spec = spec
         self.stem = make_stem(resolved.stem, resolved.input_shape[0])
@@ -113,6 +115,7 @@ class SpecModel(nn.Module):
         return self.head(self.forward_features(x))
 
 
-def build_model(spec: ModelSpec) -> SpecModel:
-    """Validate ``spec`` (SpecError before any tensor exists) and build it."""
+def build_model(spec) -> SpecModel:
+    """Validate ``spec`` (a ModelSpec: SpecError before any tensor exists) and build
+    it."""
     return SpecModel(spec, spec.validate().resolve())

@@ -7,7 +7,7 @@ Shared by the model spec (root path "") and the search space (root path
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .errors import SpecError
@@ -75,10 +75,30 @@ def one_of(value: Any, path: str, allowed: Iterable[str]) -> str:
     return value
 
 
+def number(value: Any, path: str, *, what: str = "a number",
+           ok: Callable[[float], bool] = lambda n: True) -> float | int:
+    """A finite number (not a bool) for which ``ok`` holds; the error says it is not
+    ``what`` (e.g. "a positive number"). Kept as written so that round-trips are exact."""
+    if not is_number(value) or not ok(value):
+        raise SpecError(path, f"{value!r} is not {what}")
+    return value
+
+
 def fraction(value: Any, path: str) -> float | int:
-    """A number in [0, 1) (dropout); kept as written so that round-trips are exact."""
-    if not is_number(value) or not 0 <= value < 1:
-        raise SpecError(path, f"{value!r} is not a number in [0, 1)")
+    """A number in [0, 1) (dropout)."""
+    return number(value, path, what="a number in [0, 1)", ok=lambda n: 0 <= n < 1)
+
+
+def boolean(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(path, f"{value!r} is not allowed; allowed: true, false")
+    return value
+
+
+def text(value: Any, path: str) -> str:
+    """A non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise SpecError(path, f"{value!r} is not a non-empty string")
     return value
 
 

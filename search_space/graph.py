@@ -30,8 +30,10 @@ from torch import nn
 from convattn import block_class, create_block
 from convattn.cost import conv_macs
 
-from .spec import ModelSpec
 from .validate import ResolvedSpec
+
+# Specs (search_space.ModelSpec) arrive as arguments: ModelSpec.graph() and .hash() call
+# this module, so it must not import the spec module.
 
 HASH_VERSION = 1
 
@@ -56,7 +58,7 @@ def _build_meta(factory) -> nn.Module:
         return factory()
 
 
-def build_graph(spec: ModelSpec, *, costs: bool = True,
+def build_graph(spec, *, costs: bool = True,
                 resolved: ResolvedSpec | None = None) -> nx.DiGraph:
     """The DiGraph of ``spec`` (validated first: SpecError if it would not build)."""
     from .builder import Head, head_widths, make_stem
@@ -118,7 +120,7 @@ def totals(g: nx.DiGraph) -> dict[str, int]:
     return {k: sum(int(d[k]) for _, d in g.nodes(data=True)) for k in keys}
 
 
-def infer_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+def infer_shapes(spec) -> dict[str, tuple[int, ...]]:
     """Output shape of every node (``output`` is (classes,)); SpecError if invalid."""
     return {n: d["out_shape"] for n, d in build_graph(spec, costs=False).nodes(data=True)}
 
@@ -142,7 +144,7 @@ def _normalise(value: Any) -> Any:
     return repr(value)  # a resolved value of another type: its repr is still stable
 
 
-def canonical(spec: ModelSpec, *, resolved: ResolvedSpec | None = None) -> dict[str, Any]:
+def canonical(spec, *, resolved: ResolvedSpec | None = None) -> dict[str, Any]:
     """The resolved network as plain data: what the hash covers.
 
     Blocks are listed flat with their (in, out, stride) because the stage split does
@@ -169,12 +171,12 @@ def _block_canonical(b) -> dict[str, Any]:
             if not (k in cls.added_keys and v == cls.added_keys[k])}
 
 
-def canonical_json(spec: ModelSpec, *, resolved: ResolvedSpec | None = None) -> str:
+def canonical_json(spec, *, resolved: ResolvedSpec | None = None) -> str:
     return json.dumps(canonical(spec, resolved=resolved), sort_keys=True,
                       separators=(",", ":"), allow_nan=False)
 
 
-def spec_hash(spec: ModelSpec, *, resolved: ResolvedSpec | None = None) -> str:
+def spec_hash(spec, *, resolved: ResolvedSpec | None = None) -> str:
     """sha256 hex digest of ``canonical_json``: equal for specs describing the same
     network however the YAML is written, different for different networks."""
     return hashlib.sha256(canonical_json(spec, resolved=resolved).encode()).hexdigest()

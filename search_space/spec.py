@@ -352,11 +352,11 @@ class ModelSpec:
 
     @classmethod
     def from_yaml(cls, text: str, *, validate: bool = True) -> ModelSpec:
-        from .loading import parse_yaml
+        from .yamlio import parse_yaml
         return cls.from_dict(parse_yaml(text), validate=validate)
 
     def to_yaml(self) -> str:
-        from .loading import dump_yaml
+        from .yamlio import dump_yaml
         return dump_yaml(self.to_dict())
 
     def save(self, path: Any) -> None:

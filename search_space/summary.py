@@ -1,9 +1,9 @@
 """What ``nas build`` and ``nas show`` print, as plain data (tests call these too).
 
 Cost numbers come from ``search_space.cost.estimate`` (parameters counted on the
-built module, multiply-adds from the blocks' own formulas, training memory)
-when that module is present, otherwise from the graph's per-node totals; the
-two agree on params and macs by construction (the estimate sums the graph).
+built module, multiply-adds from the blocks' own formulas, training memory); it
+agrees with the graph's per-node totals on params and macs by construction (the
+estimate sums the graph).
 """
 
 from __future__ import annotations
@@ -11,21 +11,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from .cost import estimate
 from .graph import build_graph, totals
 from .spec import ModelSpec
 
 
-def _estimate(spec: ModelSpec, batch: int) -> Any:
-    try:
-        from .cost import estimate
-    except ImportError:  # the cost model is optional for these summaries
-        return None
-    return estimate(spec, batch=batch)
-
-
 def summarize(spec: ModelSpec, *, batch: int = 1) -> dict[str, Any]:
     """name, hash, params, macs, attention bytes, output shape, blocks by type (+ the
-    cost estimate's fields under ``cost`` when available); macs are for ``batch``."""
+    cost estimate's fields under ``cost``); macs are for ``batch``."""
     graph = build_graph(spec, costs=True)
     total = totals(graph)
     blocks = Counter(d["type"] for _, d in graph.nodes(data=True)
@@ -43,15 +36,13 @@ def summarize(spec: ModelSpec, *, batch: int = 1) -> dict[str, Any]:
         "output_shape": [batch, spec.classes],
         "blocks": sum(blocks.values()),
         "blocks_by_type": dict(sorted(blocks.items())),
-        "cost_source": "graph",
         "notes": width_notes(spec),
     }
-    est = _estimate(spec, batch)
-    if est is not None:
-        cost = est.to_dict() if hasattr(est, "to_dict") else dict(vars(est))
-        cost.pop("per_node_macs", None)  # `nas show` prints those
-        out.update(params=int(est.params), macs=int(est.macs), cost=cost,
-                   cost_source="search_space.cost.estimate")
+    est = estimate(spec, batch=batch)
+    cost = est.to_dict()
+    cost.pop("per_node_macs", None)  # `nas show` prints those
+    out.update(params=int(est.params), macs=int(est.macs), cost=cost,
+               cost_source="search_space.cost.estimate")
     return out
 
 

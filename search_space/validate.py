@@ -17,7 +17,9 @@ from convattn.cost import out_size
 
 from . import fields as f
 from .errors import SpecError
-from .spec import ModelSpec, StemSpec
+
+# The spec arrives as an argument (a search_space.ModelSpec, read by attribute): this
+# module is what ModelSpec.resolve() calls, so it must not import the spec module.
 
 Shape = tuple[int, int, int]  # (C, H, W) of one image
 
@@ -61,9 +63,10 @@ class ResolvedSpec:
         return self.blocks[-1].out_shape if self.blocks else self.stem_shape
 
 
-def stem_shape(stem: StemSpec | dict[str, Any], shape: Shape, path: str = "stem") -> Shape:
-    """Output (C, H, W) of the stem for an input of ``shape``."""
-    cfg = stem.resolved() if isinstance(stem, StemSpec) else stem
+def stem_shape(stem: Any, shape: Shape, path: str = "stem") -> Shape:
+    """Output (C, H, W) of the stem for an input of ``shape``; ``stem`` is a resolved
+    stem cfg (a dict) or a StemSpec."""
+    cfg = stem if isinstance(stem, dict) else stem.resolved()
     if cfg["kind"] == "none":
         return shape
     c, h, w = shape
@@ -108,8 +111,9 @@ def block_error(err: ConfigError, path: str, stage_path: str, first: bool,
     return SpecError(f.join(path, field), message)
 
 
-def resolve_spec(spec: ModelSpec) -> ResolvedSpec:
-    """Shapes and resolved cfgs of every node; SpecError at the first bad field."""
+def resolve_spec(spec) -> ResolvedSpec:
+    """Shapes and resolved cfgs of every node of a ModelSpec; SpecError at the first bad
+    field."""
     input_shape = spec.input.shape
     stem = spec.stem.resolved()
     shape = stem_shape(stem, input_shape)

@@ -11,7 +11,9 @@ study's training batch size and optimizer, exactly as the pre-training checks do
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,24 +43,35 @@ class Candidate:
                 "violations": dict(self.violations)}
 
 
-def sample_specs(study: Study, n: int, seed: int = 0) -> list[Any]:
-    """``n`` specs drawn at random from ``study.space`` (distinct when the space allows).
+def draw_specs(study: Study, seed: int = 0, max_draws: int | None = None) -> Iterator[Any]:
+    """Distinct specs drawn at random from ``study.space``, each network (hash) once, in
+    the order drawn; stops after ``max_draws`` draws (duplicates count: a small space runs
+    out of new networks) or never. THE way a random sample of a space is drawn (the plan,
+    the GPU-fraction choice, the benchmarks).
 
-    Uses a throw-away in-memory Optuna study so the names and choices are exactly those
-    the search's sampler sees.
+    Uses a throw-away in-memory Optuna study with a seeded RandomSampler, so the names
+    and choices are exactly those the search's sampler sees and nothing is written to a
+    run's storage.
     """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ostudy = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     space = study.space
-    specs: dict[str, Any] = {}
-    tries = 0
-    while len(specs) < n and tries < 4 * n:
-        tries += 1
+    seen: set[str] = set()
+    draws = 0
+    while max_draws is None or draws < max_draws:
+        draws += 1
         spec = space.sample(ostudy.ask())
-        specs.setdefault(spec.hash(), spec)
-    return list(specs.values())
+        h = spec.hash()
+        if h not in seen:
+            seen.add(h)
+            yield spec
+
+
+def sample_specs(study: Study, n: int, seed: int = 0) -> list[Any]:
+    """``n`` distinct specs of :func:`draw_specs` (fewer when 4n draws do not find them)."""
+    return list(itertools.islice(draw_specs(study, seed, max_draws=4 * n), n))
 
 
 def price(study: Study, spec: Any) -> Candidate:

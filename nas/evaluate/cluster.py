@@ -75,22 +75,6 @@ class TrialResources:
                 "devices_charged": self.devices, **self.detail}
 
 
-# ---------------------------------------------------------------------- validation
-def check_gpus(value: Any, path: str = "study.resources.gpus_per_trial") -> float | str:
-    """``auto``, 0, a fraction in (0, 1], or a whole number of GPUs; UserError else."""
-    if value == "auto":
-        return "auto"
-    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-          and math.isfinite(value) and value >= 0)
-    if not ok:
-        raise UserError(f"{path}: {value!r} is not allowed; allowed: auto, 0 (CPU trials), "
-                        "a fraction in (0, 1], or a whole number of GPUs")
-    if value > 1 and value != int(value):
-        raise UserError(f"{path}: {value!r} is not allowed; Ray shares a GPU only in "
-                        "fractions up to 1 (use a fraction in (0, 1] or a whole number)")
-    return value
-
-
 # ---------------------------------------------------------------------- arithmetic
 def gpu_fraction(peak_bytes: float, device_bytes: float, *, headroom: float = HEADROOM,
                  context_bytes: float = CUDA_CONTEXT_BYTES,

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
-from ..study import DataConfig, ScenesConfig, SyntheticConfig
+from ..study import DataConfig, SyntheticConfig
 
 #: augmentation padding for the random crop of ``augment: standard``.
 CROP_PAD = 4
@@ -195,8 +195,10 @@ def load_data(data_cfg: DataConfig | dict[str, Any],
     ``data.root``; missing files raise UserError saying where we looked and how to get
     them."""
     if isinstance(data_cfg, dict):
-        from ..study import _parse_data
-        data_cfg = _parse_data(data_cfg, "study.data")
+        from ..study import parse_data, user_errors
+
+        with user_errors():
+            data_cfg = parse_data(data_cfg)
     kind = data_cfg.dataset
     if kind == "digits":
         x, y = _digits()
@@ -278,7 +280,7 @@ def _digit_scenes(cfg: DataConfig) -> DataBundle:
     that ``split_indices(val_fraction, split_seed)`` holds out (see nas.evaluate.digit_scenes)."""
     import numpy as np
 
-    from .digit_scenes import compose
+    from .digit_scenes import ScenesConfig, compose
 
     s = cfg.scenes or ScenesConfig()
     x, y = _digits()

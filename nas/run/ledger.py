@@ -73,9 +73,6 @@ class Ledger:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def has(self, trial: int, attempt: int) -> bool:
-        return (trial, attempt) in self._keys
-
     def append(self, entry: LedgerEntry) -> bool:
         """Write one attempt durably. Returns False (and writes nothing) when that
         ``(trial, attempt)`` is already in the ledger."""

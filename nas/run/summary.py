@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..budget import parse_budget
-from ..study import load_study
+from ..budget import Budget
+from ..study import Study, load_study
 from .ledger import Ledger
 from .rundir import RunDir
 from .states import counts, front_trials
@@ -48,7 +48,7 @@ def summarize(run: RunDir | str | Path) -> SearchSummary:
     if not isinstance(run, RunDir):
         run = RunDir.open(run)
     meta = run.meta()
-    study = load_study(run.study_dict())
+    study = run_study(run)
     try:
         ostudy = optuna.load_study(study_name=meta["optuna_study"],
                                    storage=run.reader_storage())
@@ -56,8 +56,8 @@ def summarize(run: RunDir | str | Path) -> SearchSummary:
     except (KeyError, NoStorage):  # nothing told yet / the driver has not created it
         trials = []
     ledger = Ledger(run.ledger_path)
-    budget = parse_budget(meta["budget"])
-    spent = spent_by_kind(run, ledger, trials)[budget.kind]
+    budget = study.budget
+    spent = run_spent(run, budget, ledger, trials)
     front = front_trials(trials, [o.direction for o in study.objectives])
     best = None
     if front:
@@ -94,9 +94,17 @@ def _hide_password(url: str) -> str:
         return url
 
 
-def spent_by_kind(run: RunDir, ledger: Ledger | None = None,
-                  trials: list[Any] | None = None) -> dict[str, float]:
-    """What the run has spent, in base units of each budget kind (seconds, trials);
+def run_study(run: RunDir) -> Study:
+    """The run's saved study with the budget in effect (run.json's: a resume with
+    ``--budget`` changed it); the one way a run's study and budget are read back."""
+    study = load_study(run.study_dict())
+    saved = run.meta().get("budget")
+    return study if saved is None else study.with_budget(saved)
+
+
+def run_spent(run: RunDir, budget: Budget, ledger: Ledger | None = None,
+              trials: list[Any] | None = None) -> float:
+    """What the run has spent of ``budget`` in its base units (:meth:`Budget.spent`);
     reads the run's storage (without writing) when ``trials`` are not given."""
     import optuna
 
@@ -110,5 +118,4 @@ def spent_by_kind(run: RunDir, ledger: Ledger | None = None,
     ledger = ledger if ledger is not None else Ledger(run.ledger_path)
     told = sum(1 for t in trials if t.state.is_finished()
                and t.user_attrs.get("status") != "interrupted")
-    return {"device": ledger.spent_device_s(), "wall": run.wall_spent(),
-            "trials": float(told)}
+    return budget.spent(device_s=ledger.spent_device_s(), wall_s=run.wall_spent(), told=told)

@@ -6,18 +6,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..budget import Budget, parse_budget
+from ..budget import Budget
 from ..errors import UserError
 from ..run.rundir import RunDir
-from ..run.summary import spent_by_kind
-from ..study import SEED_MAX, Study, seed_value  # noqa: F401 - SEED_MAX for nas.search.driver
+from ..run.summary import run_spent
+from ..study import (
+    SEED_MAX,  # noqa: F401 - for nas.search.driver
+    Study,
+    seed_value,
+    user_errors,
+)
 
 
 def check_seed(seed: Any, study: Study) -> None:
     """A seed the samplers and NumPy accept, and a sampler the study's options build."""
-    from .searcher import make_sampler
+    from .propose import make_sampler
 
-    seed_value(seed, "--seed")
+    with user_errors():
+        seed_value(seed, "--seed")
     try:
         make_sampler(study.sampler.name, seed, study.sampler.options)
     except (TypeError, ValueError) as err:
@@ -45,19 +51,19 @@ def on_device(study: Study, device: str, address: str | None) -> Study:
     return study
 
 
-def check_new_total(run: RunDir, new: Budget, meta: dict[str, Any]) -> list[str]:
+def check_new_total(run: RunDir, new: Budget, saved: Budget | None) -> list[str]:
     """``--resume RUN --budget X``: X is the run's new TOTAL. Refuse one that the run has
-    already spent (it would run nothing and silently replace the saved budget)."""
-    saved = meta.get("budget")
-    if saved is not None and parse_budget(saved).text == new.text:
+    already spent (it would run nothing and silently replace the ``saved`` budget)."""
+    if saved is not None and saved.text == new.text:
         return []
-    spent = spent_by_kind(run)[new.kind]
+    was = saved.text if saved is not None else None
+    spent = run_spent(run, new)
     if spent >= new.limit:
         raise UserError(
             f"--budget {new.text}: a budget is the run's total, and this run has already "
-            f"spent {spent / new.per_unit:.4g} {new.unit} (saved budget: {saved}); pass a "
-            f"larger total, or resume without --budget to keep {saved}")
-    return [f"budget: the total is now {new.text} (was {saved}); "
+            f"spent {spent / new.per_unit:.4g} {new.unit} (saved budget: {was}); pass a "
+            f"larger total, or resume without --budget to keep {was}")
+    return [f"budget: the total is now {new.text} (was {was}); "
             f"{spent / new.per_unit:.4g} {new.unit} already spent"]
 
 

@@ -278,3 +278,32 @@ def test_front_keeps_only_non_dominated_points():
     assert not f.add(3, (0.7, 8.0))  # dominated by both
     assert f.add(4, (0.95, 5.0))  # dominates 1 and 2
     assert set(f.points) == {4} and f.best() == (4, (0.95, 5.0))
+
+
+def test_one_spent_rule_per_budget_kind():
+    """Budget.spent is the one rule: the ledger's device seconds, the search's wall
+    seconds, or the trials told, whichever the budget counts."""
+    kwargs = {"device_s": 90.0, "wall_s": 40.0, "told": 3}
+    assert parse_budget("2gpumin").spent(**kwargs) == 90.0
+    assert parse_budget("1min").spent(**kwargs) == 40.0
+    assert parse_budget("5trials").spent(**kwargs) == 3.0
+    assert parse_budget("2gpumin").left(90.0) == 30.0 and parse_budget("1min").left(90) == 0
+
+
+def test_a_run_reads_back_its_budget_and_spent(tmp_path):
+    """run_study gives the saved study with run.json's budget (a resume's --budget
+    changed it); run_spent counts what the run spent of it by the one rule."""
+    from nas.run.summary import run_spent, run_study
+    from nas.study import load_study
+
+    study = load_study(TINY)
+    run = RunDir.create(tmp_path / "run", study.to_dict(), optuna_study="tiny",
+                        storage=None, seed=0, budget=study.budget.text)
+    assert run_study(run).budget == study.budget
+    run.update_meta(budget="7gpumin")
+    again = run_study(run)
+    assert again.budget == parse_budget("7gpumin") and again.name == study.name
+    Ledger(run.ledger_path).append(LedgerEntry(trial=0, attempt=1, status="ok", wall_s=30.0,
+                                               devices=2.0, device_s=60.0))
+    assert run_spent(run, again.budget) == pytest.approx(60.0)
+    assert run_spent(run, parse_budget("3trials")) == 0.0  # nothing told yet

@@ -32,7 +32,7 @@ def test_packaged_digits_study(digits):
     assert digits.name == "digits" and digits.data.dataset == "digits"
     assert (digits.input_channels, digits.input_size, digits.classes) == (1, (8, 8), 10)
     assert digits.primary.metric == "accuracy" and digits.primary.direction == "maximize"
-    assert digits.constraints and digits.budget
+    assert digits.constraints and digits.budget.kind == "device"
     assert digits.space.size() > 100
     assert load_study("digits") == digits
 
@@ -98,7 +98,7 @@ MISTAKES = [
     ("data.dataset", "mnist", "study.data.dataset: 'mnist' is not allowed"),
     ("data.val_fraction", 1.5, "study.data.val_fraction: 1.5"),
     ("version", 2, "study.version: 2 is not supported"),
-    ("name", _DELETE, "study.name: missing"),
+    ("name", _DELETE, "study.name: is required"),
     ("sampler.name", "cmaes", "study.sampler.name: 'cmaes'"),
     ("fidelity.grace_epochs", 99, "study.fidelity.grace_epochs: 99 is more than"),
     ("resources.gpus_per_trial", -1, "study.resources.gpus_per_trial"),
@@ -176,7 +176,7 @@ def test_invalid_yaml_and_missing_file(tmp_path):
         load_study(bad)
     with pytest.raises(UserError, match="no such file 'nope.yaml'.*packaged studies: .*digits"):
         load_study("nope.yaml")
-    with pytest.raises(UserError, match="study: .* is not a mapping"):
+    with pytest.raises(UserError, match="^study: expected a mapping, got a list"):
         parse_study(["a", "list"])
 
 
@@ -220,3 +220,59 @@ def test_packaged_space_mixes_blocks_and_constraints_bind(digits):
             {**values, "memory_mb": values["memory_est_mb"]}, digits.constraints))
     assert "basic" in types and len(types - {"basic"}) >= 3
     assert any(feasible) and not all(feasible)
+
+
+def test_budget_is_parsed_once_on_the_study(digits_raw):
+    """Study.budget is a parsed Budget; to_dict writes its text back; --budget replaces
+    it with a clear one-line error."""
+    from nas.budget import Budget
+
+    raw = copy.deepcopy(digits_raw)
+    raw["budget"] = " 2h "
+    s = parse_study(raw)
+    assert isinstance(s.budget, Budget)
+    assert (s.budget.kind, s.budget.limit, s.budget.text) == ("wall", 7200.0, "2h")
+    assert s.to_dict()["budget"] == "2h" and load_study(s.to_dict()) == s
+    more = s.with_budget("30trials")
+    assert (more.budget.kind, more.budget.limit) == ("trials", 30)
+    assert more.to_dict()["budget"] == "30trials" and s.budget.text == "2h"  # s unchanged
+    assert more.space is s.space  # the same space, not parsed again
+    with pytest.raises(UserError, match=r"^--budget: '5 parsecs': unknown budget unit"):
+        s.with_budget("5 parsecs")
+    raw["budget"] = 20
+    with pytest.raises(UserError, match=r"^study\.budget: '20' is not a budget"):
+        parse_study(raw)
+
+
+def test_study_errors_use_the_field_readers_messages():
+    """One error style: the readers of search_space.fields, under the study's paths."""
+    base = {"name": "x", "space": _space()}
+    cases = [
+        ({"training": {"compile": "yes"}},
+         "study.training.compile: 'yes' is not allowed; allowed: true, false"),
+        ({"measure": {"warmup": -1}}, "study.measure.warmup: -1 is not an int >= 0"),
+        ({"data": {"dataset": "synthetic", "synthetic": {"classes": 1}}},
+         "study.data.synthetic.classes: 1 is not an int >= 2"),
+        ({"resources": {"device_profile": ""}},
+         "study.resources.device_profile: '' is not a non-empty string"),
+        ({"sampler": {"seed": -1}}, "study.sampler.seed: -1 is not a seed"),
+        ({"training": {"milestones": [0.7, 0.2]}}, "study.training.milestones: [0.7, 0.2]"),
+        ({"objectives": [{"metric": "accuracy"}]},
+         "study.objectives[0].direction: is required"),
+        ({"training": ["epochs"]}, "study.training: expected a mapping, got a list"),
+    ]
+    for extra, expected in cases:
+        with pytest.raises(UserError) as err:
+            parse_study({**base, **extra})
+        assert str(err.value).startswith(expected), (extra, str(err.value))
+
+
+def test_cli_dry_run_of_a_bad_study_is_one_line(tmp_path, capsys):
+    from nas.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "x", "space": _space(),
+                                   "training": {"epochs": 0}}))
+    assert main(["search", str(bad), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "nas search: error: study.training.epochs: 0 is not a positive int"

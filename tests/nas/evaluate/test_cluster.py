@@ -15,7 +15,6 @@ from nas.evaluate.cluster import (
     CUDA_CONTEXT_BYTES,
     HEADROOM,
     MAX_TRIALS_PER_GPU,
-    check_gpus,
     decide_auto,
     gpu_fraction,
     largest_candidate,
@@ -72,13 +71,13 @@ def test_trials_per_gpu():
 
 @pytest.mark.parametrize("value", ["auto", 0, 0.25, 1, 2, 4])
 def test_gpus_per_trial_allowed(value):
-    assert check_gpus(value) == value
+    assert _study(value).resources.gpus_per_trial == value
 
 
 @pytest.mark.parametrize("value", [-1, 1.5, "two", True, float("nan"), None])
 def test_gpus_per_trial_refused(value):
     with pytest.raises(UserError, match=r"^study\.resources\.gpus_per_trial: "):
-        check_gpus(value)
+        _study(value)
 
 
 def _study(gpus, **extra):
