@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> None:
 
     study = load_study(args.study)
     base = study.to_dict()
-    budget = study.budget if args.budget == "study" else args.budget
+    budget = study.budget.text if args.budget == "study" else args.budget
     budget_s = parse_budget(budget).limit
     if parse_budget(budget).kind != "device":
         raise SystemExit(f"--budget {budget}: use device time (e.g. 3gpumin)")

@@ -47,7 +47,7 @@ class LedgerEntry:
     device_s: float
     session: int = 0  # which driver session (0 = first run, 1 = first resume, ...)
     time: float = field(default_factory=time.time)  # when it was written (unix seconds)
-    ray_trial_id: str | None = None
+    executor_id: str | None = None  # the executor's trial id (Ray's, or local-N)
     hash: str | None = None
 
     @classmethod
@@ -112,6 +112,8 @@ def _read(path: Path) -> Iterable[LedgerEntry]:
         for line in fh:
             try:
                 raw = json.loads(line)
+                if "ray_trial_id" in raw:  # the name before executors other than Ray
+                    raw.setdefault("executor_id", raw.pop("ray_trial_id"))
                 yield LedgerEntry(**{k: v for k, v in raw.items() if k in names})
             except (ValueError, TypeError):
                 continue  # a torn last line from a killed writer

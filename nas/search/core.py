@@ -113,11 +113,9 @@ class SearchCore:
 
     def spent(self) -> float:
         """Budget spent so far in base units (device or wall seconds, or trials)."""
-        if self.budget.kind == "device":
-            return self.ledger.spent_device_s()
-        if self.budget.kind == "wall":
-            return self.wall_before + (self.clock() - self.session_start)
-        return float(self.history.told)
+        return self.budget.spent(device_s=self.ledger.spent_device_s(),
+                                 wall_s=self.wall_before + (self.clock() - self.session_start),
+                                 told=self.history.told)
 
     def expected(self) -> float | None:
         """Expected cost of the next trial in the budget's base unit."""
@@ -299,7 +297,7 @@ class SearchCore:
         return {"told": self.history.told, "running": self.running,
                 "complete": c["complete"], "infeasible": c["infeasible"],
                 "failed": c["failed"], "stopped": c["stopped"], "duplicate": c["duplicate"],
-                "spent": spent, "left": max(0.0, self.budget.limit - spent),
+                "spent": spent, "left": self.budget.left(spent),
                 "best": self.history.best, "front": len(self.history.front)}
 
     # ------------------------------------------------------------------ finishing
