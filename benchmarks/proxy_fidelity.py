@@ -164,14 +164,10 @@ def _save_cache(cache: dict[str, Any] | None, path: Path | None) -> None:
 
 # --------------------------------------------------------------------------- statistics
 def rung_epochs(epochs: int, grace: int, rf: float) -> list[int]:
-    """ASHA's rung epochs below the last one (Ray: grace x rf^k < max_t)."""
-    out, k = [], 0
-    while True:
-        e = grace * rf ** k
-        if e >= epochs:
-            return out
-        out.append(int(round(e)))
-        k += 1
+    """ASHA's rung epochs below the last one (the search's rule, as whole epochs)."""
+    from nas.search.asha import rung_epochs as asha_rungs
+
+    return [int(round(e)) for e in asha_rungs(epochs, grace, rf)]
 
 
 def spearman(x: list[float], y: list[float]) -> float | None:

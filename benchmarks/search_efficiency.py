@@ -231,7 +231,7 @@ def parse_strategy(text: str) -> tuple[str, dict[str, Any]]:
 
 # --------------------------------------------------------------------------- running
 def run_real(study_dict: dict[str, Any], path: Path, budget: str, seed: int) -> None:
-    """One search through the real framework (Ray Tune + the searcher + the ledger)."""
+    """One search through the real framework (Ray Tune + the search core + the ledger)."""
     from nas.search.driver import run_search
 
     run_search(study_dict, run_dir=path, budget=budget, seed=seed, progress=False)

@@ -15,7 +15,7 @@ summed over all its sessions (a resumed search continues the same clock). A tria
 counts the trials told to Optuna (duplicates and infeasible trials included, since they
 are told too; trials failed by an interruption are not, since they are re-run).
 
-:func:`admit` is the policy the searcher follows before it starts a trial: no trial starts
+:func:`admit` is the policy the search core follows before it starts a trial: no trial starts
 that the remaining budget cannot pay for at its expected cost (:func:`expected_cost`).
 """
 
@@ -69,7 +69,7 @@ class Budget:
         seconds of trial time (the ledger's sum, :mod:`nas.run.ledger`) for a device
         budget, wall seconds of the search over all its sessions for a wall-clock budget,
         trials told to Optuna (not those failed by an interruption: they are re-run) for
-        a trials budget. Every reader of a search (the searcher, ``nas status``, the
+        a trials budget. Every reader of a search (the core, ``nas status``, the
         dry-run of a resume) counts through this one method."""
         return {"device": float(device_s), "wall": float(wall_s),
                 "trials": float(told)}[self.kind]

@@ -17,7 +17,7 @@ Why no Optuna heartbeat (``RDBStorage(heartbeat_interval=...)``): in this projec
 DRIVER tells every trial (workers never write to the storage), and only one driver uses a
 run at a time (the run directory's lock). Trials left RUNNING by a driver that died are
 exactly those the next ``nas search --resume`` finds RUNNING, and
-``NasSearcher.recover`` fails and re-enqueues them; a heartbeat would only repeat that
+``SearchCore.recover`` fails and re-enqueues them; a heartbeat would only repeat that
 (and Optuna records heartbeats only inside ``study.optimize``, which the search does not
 use).
 """

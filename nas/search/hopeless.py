@@ -2,7 +2,7 @@
 
 A study with limits no candidate can meet would otherwise spend its whole budget on
 infeasible and duplicate trials (506 trials of a 6-minute digits search with
-``params <= 100``) and end as if all were well. The searcher asks :func:`hopeless`
+``params <= 100``) and end as if all were well. The search core asks :func:`hopeless`
 before each suggestion: once ``MIN_VERDICTS`` distinct search candidates have been
 judged against the constraints and not one met them all, the search stops with reason
 ``constraints`` and this module's one-line account of which limit failed how.

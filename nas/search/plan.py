@@ -44,7 +44,6 @@ from ..evaluate.candidates import median_candidate, sample_candidates, spread
 from ..study import Study, load_study
 from .plan_cost import (
     asha_expected_epochs,
-    asha_rungs,
     device_info,
     expected_trials,
     measure_step,
@@ -262,5 +261,5 @@ def dry_run(args: Any) -> int:
     return 0
 
 
-__all__ = ["asha_expected_epochs", "asha_rungs", "data_status", "dry_run", "expected_trials",
+__all__ = ["asha_expected_epochs", "data_status", "dry_run", "expected_trials",
            "format_plan", "make_plan", "measure_step", "trial_seconds"]

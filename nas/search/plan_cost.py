@@ -11,6 +11,7 @@ from typing import Any
 
 from ..budget import Budget
 from ..study import Study
+from .asha import rung_epochs
 
 #: first batch of the measured step on a CPU; it grows 4x while a step stays under
 #: CPU_STEP_TARGET_MS, then the time is scaled linearly to the training batch.
@@ -21,21 +22,11 @@ EVAL_FRACTION = 1.0 / 3.0
 
 
 # ---------------------------------------------------------------------- arithmetic
-def asha_rungs(epochs: int, grace: int, reduction_factor: float) -> list[float]:
-    """The epochs at which ASHA may stop a trial: grace x rf^k below ``epochs`` (a trial
-    that reached its last epoch is never stopped, see :mod:`nas.search.asha`)."""
-    rungs, r = [], float(grace)
-    while r < epochs:
-        rungs.append(r)
-        r *= reduction_factor
-    return rungs
-
-
 def asha_expected_epochs(epochs: int, grace: int, reduction_factor: float) -> float:
     """Expected epochs a trial trains under ASHA when each rung promotes 1/rf of the
     trials that reach it: every trial trains to the first rung, 1/rf of them on to the
     second, 1/rf^2 to the third, ..., and 1/rf^k of them (k rungs) to the last epoch."""
-    rungs = asha_rungs(epochs, grace, reduction_factor)
+    rungs = rung_epochs(epochs, grace, reduction_factor)
     if not rungs:
         return float(epochs)
     total, previous = 0.0, 0.0

@@ -38,7 +38,7 @@ class Progress:
         self.stream = sys.stderr
 
     def line(self, snap: dict[str, Any]) -> str:
-        """The status line for a searcher snapshot (SearchCore.snapshot())."""
+        """The status line for the core's snapshot (SearchCore.snapshot())."""
         b = self.budget
         if b.kind == "trials":
             budget = f"budget {int(snap['told'])}/{int(b.limit)} trials"

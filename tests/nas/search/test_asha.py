@@ -69,7 +69,8 @@ def test_rungs_survive_a_resume(tmp_path, mode):
     assert not again.decide({"number": 21}, _report(1, sign * 0.95))
 
 
-@pytest.mark.parametrize("epochs,grace,rf", [(4, 1, 2), (9, 1, 3), (8, 2, 2), (15, 3, 3)])
+@pytest.mark.parametrize("epochs,grace,rf", [(4, 1, 2), (9, 1, 3), (8, 2, 2), (15, 3, 3),
+                                             (10, 2, 3), (20, 1, 4), (9, 3, 3)])
 def test_decides_like_rays_bracket(epochs, grace, rf):
     """The rule is Ray's ASHAScheduler bracket (stop_last_trials=False), decision by
     decision, on a stream that both stops and promotes trials."""

@@ -15,7 +15,6 @@ from nas.budget import parse_budget
 from nas.cli import main
 from nas.search.plan import (
     asha_expected_epochs,
-    asha_rungs,
     data_status,
     expected_trials,
     trial_seconds,
@@ -30,19 +29,6 @@ def test_asha_expected_epochs_closed_forms():
     # rungs 3, 9 of 15, a third promoted: 3 + 6/3 + 6/9
     assert asha_expected_epochs(15, 3, 3) == pytest.approx(3 + 2 + 6 / 9)
     assert asha_expected_epochs(4, 4, 2) == 4.0  # no rung before the last epoch
-
-
-@pytest.mark.parametrize("epochs,grace,rf", [(8, 1, 2), (15, 3, 3), (10, 2, 3), (4, 1, 2),
-                                             (20, 1, 4), (9, 3, 3)])
-def test_asha_rungs_are_ray_s_milestones(epochs, grace, rf):
-    """Our rungs are the milestones Ray's ASHAScheduler uses, minus the last epoch (a
-    trial that reached it is never stopped, nas.search.asha)."""
-    from ray.tune.schedulers import ASHAScheduler
-
-    sched = ASHAScheduler(time_attr="asha_epoch", metric="accuracy", mode="max",
-                          max_t=epochs, grace_period=grace, reduction_factor=rf)
-    milestones = sorted(m for m, _ in sched._brackets[0]._rungs if m < epochs)
-    assert asha_rungs(epochs, grace, rf) == pytest.approx(milestones)
 
 
 def test_expected_trials_per_budget_kind():

@@ -13,7 +13,7 @@ import optuna
 import pytest
 import yaml
 
-from nas.search.searcher import random_draw_seed
+from nas.search.propose import random_draw_seed
 
 TINY = Path(__file__).parents[1] / "data" / "tiny_search.yaml"
 
@@ -28,7 +28,7 @@ def test_random_draw_seed_is_a_valid_32_bit_seed_and_differs_per_draw(seed):
 
 def two_architecture_study(tmp_path: Path) -> Path:
     """Two architectures only: after both are trained every proposal is a duplicate, so
-    ten in a row are reached quickly and the searcher draws at random."""
+    ten in a row are reached quickly and the core draws at random."""
     study = yaml.safe_load(TINY.read_text())
     study["space"]["stem"]["channels"] = 4
     study["space"]["stages"][0]["depth"] = 1
