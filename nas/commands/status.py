@@ -1,5 +1,6 @@
 """``nas status RUN_DIR [--json]``: trial counts by state and the budget of a search
-(running or finished), read from its run directory alone; Ray is not needed."""
+(running or finished), its front and best trial (the rule of :mod:`nas.run.dominance`,
+the same as ``nas pareto``), read from its run directory alone; Ray is not needed."""
 
 from __future__ import annotations
 
@@ -19,13 +20,11 @@ def run(args: argparse.Namespace) -> int:
     from ..run.summary import summarize
 
     s = summarize(args.run_dir)
-    beaten = apply_front(s) if s.counts["total"] else {}
     if args.json:
         out = s.to_dict()
         out.pop("stop_reason", None)
         out.pop("interrupted_recovered", None)
         out.pop("extra", None)
-        out["dominated_by_baseline"] = {str(k): v for k, v in beaten.items()}
         print(json.dumps(out, indent=2))
         return 0
     c, b = s.counts, s.budget
@@ -41,12 +40,13 @@ def run(args: argparse.Namespace) -> int:
     if s.best:
         print(f"best      {s.best['metric']} {s.best['value']:.4g} (trial "
               f"{s.best['number']}); Pareto front {s.front_size} trials")
+    beaten = s.dominated_by_baseline
     if beaten:
         from ..results.plot import short_name
 
         print(f"baselines dominate {len(beaten)} feasible trial(s), kept off the front: "
-              + "; ".join(f"{n} by {', '.join(map(short_name, b))}"
-                          for n, b in sorted(beaten.items())))
+              + "; ".join(f"{n} by {', '.join(map(short_name, beaten[n]))}"
+                          for n in sorted(beaten, key=int)))
     print(f"sessions  {s.sessions}")
     d = s.driver
     who = f"pid {d['pid']} on {d.get('host', '?')}" if "pid" in d else "the driver"
@@ -58,25 +58,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"driver    gone ({who} ended without stopping the search: killed?){lost}; "
               f"resume with: {d['resume']}")
     return 0
-    return 0
-
-
-def apply_front(summary) -> dict[int, list[str]]:
-    """Set the summary's front size and best from :func:`nas.results.front.pareto`, the one
-    dominance rule over found trials and baselines, counting baselines measured by ``nas
-    rank`` too (the search's own summary knows only those it evaluated); returns which
-    feasible trials a baseline dominates."""
-    from ..results.front import pareto
-    from ..results.records import open_run
-
-    front = pareto(open_run(summary.run_dir))
-    summary.front_size = len(front.front)
-    primary = front.objectives[0]
-    if front.front:
-        sign = 1.0 if primary.direction == "maximize" else -1.0
-        top = max(front.front, key=lambda t: (sign * t.value(primary.metric), -t.number))
-        summary.best = {"number": top.number, "metric": primary.metric,
-                        "value": top.value(primary.metric), "values": front.values(top)}
-    else:
-        summary.best = None
-    return front.dominated_by_baseline

@@ -4,7 +4,9 @@
 Picks (``--pick``), among the feasible full-fidelity trials that also meet the optional
 extra limits (``--max-latency-ms`` etc.):
 
-- ``best:OBJECTIVE``: the best value of that metric (ties: the lower trial number);
+- ``best:OBJECTIVE``: the best value of that metric among the trials measured on every
+  objective (ties: a trial on the front first, then the lower trial number; ``best:`` of
+  the primary objective is ``nas status``'s best);
 - ``knee``: the knee of the front over the study's objectives (:mod:`nas.results.knee`:
   farthest from the hyperplane through the front's extremes, in normalised objective
   space);
@@ -12,7 +14,7 @@ extra limits (``--max-latency-ms`` etc.):
   duplicate is exported with the measurements of the trial it duplicates).
 
 ``best:`` and ``knee`` never pick a trial that a baseline dominates (the front's one
-dominance rule, :mod:`nas.results.front`); the reason says how many were skipped.
+dominance rule, :mod:`nas.run.dominance`); the reason says how many were skipped.
 ``trial:N`` exports such a trial when asked, and its reason says which baseline beats it.
 
 The exported spec is the trial's spec unchanged except ``name`` and ``meta``, so it has
@@ -29,11 +31,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UserError
+from ..run.dominance import direction_sign
 from ..run.outputs import append_side, write_output, write_side
 from ..run.rundir import read_jsonl
 from ..study import CONSTRAINT_METRICS, METRICS
 from .front import pareto
-from .hypervolume import direction_sign
 from .plot import short_name
 from .records import RunResults, TrialRecord
 
@@ -107,7 +109,7 @@ def pick_trial(results: RunResults, pick: str,
         note = (f"; dominated by baseline {', '.join(map(short_name, beaten))}"
                 if beaten else "")
         return Picked(t, measured, pick, f"trial {arg} as asked{note}")
-    # One dominance rule (nas.results.front): a trial a baseline dominates is never picked.
+    # One dominance rule (nas.run.dominance): a trial a baseline dominates is never picked.
     beaten = pareto(results).dominated_by_baseline
     feasible = [t for t in results.found() if meets(t, limits)]
     candidates = [t for t in feasible if t.number not in beaten]
@@ -121,20 +123,26 @@ def pick_trial(results: RunResults, pick: str,
         raise UserError(f"--pick {pick}: no feasible trial{where or ''} "
                         f"({n} feasible trial(s) in the run{why})")
     also = f"; {skipped} trial(s) a baseline dominates skipped" if skipped else ""
-    if kind == "best":
-        metric = str(arg)
-        direction = {o.metric: o.direction for o in results.objective_refs([metric])}[metric]
-        sign = direction_sign(direction)
-        have = [t for t in candidates if t.value(metric) is not None]
-        if not have:
-            raise UserError(f"--pick {pick}: no candidate has a measured {metric}")
-        best = min(have, key=lambda t: (sign * t.value(metric), t.number))
-        return Picked(best, best, pick, f"best {metric} ({direction}) of {len(have)} "
-                                        f"feasible trial(s){where}{also}")
     sub = RunResults(results.run, results.study, results.optuna_name,
                      [t for t in results.trials if t.kind == "baseline" or
                       not t.feasible or meets(t, limits)])
     front = pareto(sub)
+    if kind == "best":
+        metric = str(arg)
+        direction = {o.metric: o.direction for o in results.objective_refs([metric])}[metric]
+        sign = direction_sign(direction)
+        # Those the front is taken over (measured on every objective), as `nas status`.
+        over = {t.number for t in front.feasible}
+        have = [t for t in candidates if t.number in over and t.value(metric) is not None]
+        if not have:
+            raise UserError(f"--pick {pick}: no candidate has a measured {metric}")
+        # Equal values: a trial on the front first (so best:PRIMARY is the best trial
+        # `nas status` names, nas.run.dominance), then the lower trial number.
+        on_front = {t.number for t in front.front}
+        best = min(have, key=lambda t: (sign * t.value(metric), t.number not in on_front,
+                                        t.number))
+        return Picked(best, best, pick, f"best {metric} ({direction}) of {len(have)} "
+                                        f"feasible trial(s){where}{also}")
     return Picked(front.knee, front.knee, pick,
                   f"knee of the {len(front.front)}-point front over "
                   f"{', '.join(front.metrics)}{where}{also}")

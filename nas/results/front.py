@@ -1,17 +1,15 @@
 """The Pareto front of a search: feasible non-dominated trials and their hypervolume.
 
-Which trials: the search's own trials that completed at full fidelity with every
-constraint met; duplicates are counted once, at the trial that evaluated the
-architecture; trials stopped early by ASHA (low fidelity) never enter.
-
-One dominance rule over found trials AND baselines (the same as ``nas status`` and the
-searcher's live front, :class:`nas.run.states.Front`): a found trial that a feasible baseline
-dominates is NOT on the front (a hand-designed network beats it); it is listed in
-``dominated_by_baseline`` with the baselines that beat it, and the knee and the export
-picks never return it. Baselines are those evaluated in the search (``--with-baselines``)
-or, failing that, measured by ``nas rank`` (the mean over its seeds; ``source`` says
-which). A baseline that no trial and no other baseline dominates is on the front as a
-baseline (shown, never exported).
+Which trials, which baselines, what dominates, ties, and the best: the one rule of
+:mod:`nas.run.dominance` (``nas status`` and the searcher's live front use it too). In
+short: the search's own trials that completed at full fidelity with every constraint
+met (duplicates counted once, at the trial that evaluated the architecture; trials
+stopped early by ASHA never enter) and the feasible baselines, evaluated in the search
+(``--with-baselines``) or, failing that, measured by ``nas rank`` (the mean over its
+seeds; ``source`` says which), form one front. A found trial that a feasible baseline
+dominates is NOT on it; it is listed in ``dominated_by_baseline`` with the baselines that
+beat it, and the knee and the export picks never return it. A baseline that nothing
+dominates is on the front as a baseline (shown, never exported). Equal values: all kept.
 
 Hypervolume: of the found trials alone (what the search reached; the baselines do not
 add to it), and ``hypervolume_with_baselines`` of found trials and baselines together.
@@ -35,15 +33,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .hypervolume import dominates, hypervolume, non_dominated, to_minimization
+from ..run.dominance import RULE, rank_baselines, read_rank
+from .hypervolume import hypervolume
 from .knee import knee_index
-from .rank import NOISY_SPREAD, latency_spread, load_rank
+from .rank import NOISY_SPREAD, latency_spread
 from .records import ObjectiveRef, RunResults, TrialRecord
 
 #: margin added beyond the worst feasible value, as a fraction of the feasible range.
 REFERENCE_MARGIN = 0.1
-DOMINANCE_RULE = ("one front over found trials and baselines: a found trial a baseline "
-                  "dominates is not on it, and neither the knee nor a best: pick returns it")
 
 
 @dataclass
@@ -64,6 +61,8 @@ class ParetoResult:
     dominated_by_baseline: dict[int, list[str]] = field(default_factory=dict)
     baseline_front: list[str] = field(default_factory=list)  # baselines on the front
     hypervolume_with_baselines: float = 0.0
+    #: found trials only a baseline keeps off the front (on the found trials' own front)
+    displaced: list[int] = field(default_factory=list)
 
     @property
     def metrics(self) -> list[str]:
@@ -72,18 +71,6 @@ class ParetoResult:
     @property
     def directions(self) -> list[str]:
         return [o.direction for o in self.objectives]
-
-    @property
-    def displaced(self) -> list[TrialRecord]:
-        """Found trials on the front of the found trials alone that a baseline beats."""
-        front = {t.number for t in self.front}
-        mins = {t.number: self._min(t) for t in self.feasible}
-        return [t for t in self.feasible if t.number in self.dominated_by_baseline
-                and t.number not in front
-                and not any(dominates(mins[o], mins[t.number]) for o in mins)]
-
-    def _min(self, t: TrialRecord) -> tuple[float, ...]:
-        return to_minimization([t.value(m) for m in self.metrics], self.directions)
 
     def values(self, t: TrialRecord) -> dict[str, float | None]:
         return {m: t.value(m) for m in self.metrics}
@@ -100,7 +87,6 @@ class ParetoResult:
                 "blocks": b.block_mix(), "violations": b.violations,
                 "dominated_by": self.baseline_dominated_by.get(b.name, []),
                 "on_front": b.name in self.baseline_front})
-        displaced = {t.number for t in self.displaced}
         return {
             "objectives": [{"metric": o.metric, "direction": o.direction}
                            for o in self.objectives],
@@ -108,12 +94,12 @@ class ParetoResult:
             "reference_rule": dict(zip(self.metrics, self.reference_rules, strict=True)),
             "hypervolume": self.hypervolume,
             "hypervolume_with_baselines": self.hypervolume_with_baselines,
-            "dominance_rule": DOMINANCE_RULE,
+            "dominance_rule": RULE,
             "front": front,
             "knee": self.knee.number if self.knee is not None else None,
             "dominated_by_baseline": [
                 {"trial": n, "values": self.values(t), "baselines": self.dominated_by_baseline[n],
-                 "would_be_on_front": n in displaced}
+                 "would_be_on_front": n in self.displaced}
                 for t in self.feasible if (n := t.number) in self.dominated_by_baseline],
             "baselines": baselines,
             "infeasible": [{"trial": t.number, "status": t.status, "values": self.values(t),
@@ -159,32 +145,14 @@ def measured_baselines(results: RunResults) -> list[TrialRecord]:
     single run as every found trial), else by ``nas rank`` (RUN_DIR/rank.json: the mean
     over its seeds of the runs that finished)."""
     out = list(results.baselines())
-    rank = load_rank(results)
-    if rank is None:
-        return out
-    have = {b.name for b in out}
-    metrics = [o["metric"] for o in rank.get("objectives", [])]
-    for row in rank.get("rows", []):
-        if row.get("kind") != "baseline" or row["name"] in have:
-            continue
-        runs = row.get("runs") or []
-        means: dict[str, float] = {}
-        for m in metrics:
-            if m in row.get("metrics", {}):
-                means[m] = float(row["metrics"][m]["mean"])
-                continue
-            vals = [r["metrics"][m] for r in runs if r.get("metrics", {}).get(m) is not None]
-            if vals:  # e.g. the params of a baseline that broke a limit, never trained
-                means[m] = sum(vals) / len(vals)
-        ok = bool(runs) and row.get("seeds_ok") == len(runs)
-        status = row.get("status", "?")
+    for b in rank_baselines(read_rank(results.run.path), skip={b.name for b in out}):
         out.append(TrialRecord(
-            number=None, state="COMPLETE", category="complete" if ok else "infeasible",
-            kind="baseline", name=row["name"], status=status, hash=row.get("hash"),
-            spec=None, metrics=means, values={}, violations={},
-            user_attrs={"source": f"nas rank (mean of {row.get('seeds_ok', 0)} of "
-                                  f"{len(runs)} seeds)"},
-            constraints_met=ok))
+            number=None, state="COMPLETE", category="complete" if b["ok"] else "infeasible",
+            kind="baseline", name=b["name"], status=b["status"], hash=b["hash"],
+            spec=None, metrics=b["metrics"], values={}, violations={},
+            user_attrs={"source": f"nas rank (mean of {b['seeds_ok']} of "
+                                  f"{b['runs']} seeds)"},
+            constraints_met=b["ok"]))
     return out
 
 
@@ -222,46 +190,21 @@ def pareto(results: RunResults, objectives: list[str] | None = None) -> ParetoRe
     """The feasible front of a run over ``objectives`` (default: the study's), found
     trials and baselines under one dominance rule (module docstring)."""
     objs = results.objective_refs(objectives)
-    metrics = [o.metric for o in objs]
-    directions = [o.direction for o in objs]
-    feasible = [t for t in results.found() if _has_all(t, metrics)]
+    rf = results.front(objs)
+    by_number = {t.number: t for t in results.trials}
+    feasible = [by_number[n] for n in rf.found]
     infeasible = [t for t in results.trials
                   if t.kind != "baseline" and t.category == "infeasible"]
-    raw = [[t.value(m) for m in metrics] for t in feasible]
-    ref, rules = reference_point(objs, raw, results.study.constraints)
-    ref_min = to_minimization(ref, directions)
-    mins = [to_minimization(v, directions) for v in raw]
-    hv = hypervolume([mins[i] for i in non_dominated(mins)], ref_min)
-
-    baselines = measured_baselines(results)
-    rivals = [b for b in baselines if b.constraints_met and _has_all(b, metrics)]
-    rival_mins = [to_minimization([b.value(m) for m in metrics], directions) for b in rivals]
-    beaten = {}
-    for t, p in zip(feasible, mins, strict=True):
-        by = [b.name for b, q in zip(rivals, rival_mins, strict=True) if dominates(q, p)]
-        if by:
-            beaten[t.number] = by
-    joint = mins + rival_mins
-    on_joint = set(non_dominated(joint))
-    front_idx = [i for i in range(len(feasible)) if i in on_joint]
-    front_idx.sort(key=lambda i: (mins[i][0], feasible[i].number))
-    front = [feasible[i] for i in front_idx]
-    knee = front[knee_index([mins[i] for i in front_idx])] if front else None
-    dominated_by = {}
-    for b in baselines:
-        if not _has_all(b, metrics):
-            continue
-        bm = to_minimization([b.value(m) for m in metrics], directions)
-        dominated_by[b.name] = [t.number for t, i in zip(front, front_idx, strict=True)
-                                if dominates(mins[i], bm)]
-    baseline_front = [b.name for k, b in enumerate(rivals) if len(mins) + k in on_joint]
-    hv_joint = hypervolume([joint[i] for i in on_joint], ref_min)
-    return ParetoResult(objectives=objs, reference=ref, reference_rules=rules,
-                        hypervolume=hv, front=front, knee=knee, feasible=feasible,
-                        infeasible=infeasible, baselines=baselines,
-                        baseline_dominated_by=dominated_by, dominated_by_baseline=beaten,
-                        baseline_front=baseline_front, hypervolume_with_baselines=hv_joint)
-
-
-def _has_all(t: TrialRecord, metrics: list[str]) -> bool:
-    return all(t.value(m) is not None for m in metrics)
+    ref, rules = reference_point(objs, [list(rf.values[n]) for n in rf.found],
+                                 results.study.constraints)
+    ref_min = rf.to_min(ref)
+    front = [by_number[n] for n in rf.front]
+    return ParetoResult(
+        objectives=objs, reference=ref, reference_rules=rules,
+        hypervolume=hypervolume([rf.mins(n) for n in rf.found], ref_min),
+        front=front, knee=front[knee_index([rf.mins(n) for n in rf.front])] if front else None,
+        feasible=feasible, infeasible=infeasible, baselines=measured_baselines(results),
+        baseline_dominated_by=rf.baseline_beaten_by, dominated_by_baseline=rf.beaten,
+        baseline_front=rf.baseline_front, displaced=rf.displaced,
+        hypervolume_with_baselines=hypervolume(
+            [rf.mins(k) for k in [*rf.front, *rf.baseline_front]], ref_min))

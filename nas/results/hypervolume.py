@@ -1,9 +1,10 @@
-"""Pareto dominance, non-dominated filtering and the exact hypervolume of a point set.
+"""The exact hypervolume of a point set (what dominates: :mod:`nas.run.dominance`).
 
 Everything here works in MINIMISATION space: a maximised objective is flipped (``-v``)
-by :func:`to_minimization` before it gets here, so one convention covers accuracy (max)
-and latency (min) alike. Pure Python on small fronts (a search keeps tens of points);
-no Optuna, no NumPy needed, so the tests can compare against independent computations.
+by :func:`nas.run.dominance.to_minimization` before it gets here, so one convention covers
+accuracy (max) and latency (min) alike. Pure Python on small fronts (a search keeps tens
+of points); no Optuna, no NumPy needed, so the tests can compare against independent
+computations.
 
 The hypervolume is exact in any dimension: a 2-D sweep, and for d >= 3 slicing along
 the last objective (the hypervolume of a slab is the (d-1)-D hypervolume of the points
@@ -15,54 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+# to_minimization: benchmarks/search_efficiency.py still imports it from here.
+from ..run.dominance import non_dominated, to_minimization  # noqa: F401
+
 Point = Sequence[float]
-
-
-def direction_sign(direction: str) -> float:
-    """+1 for a minimised objective, -1 for a maximised one (the factor into min space)."""
-    d = direction.lower()
-    if d.startswith("min"):
-        return 1.0
-    if d.startswith("max"):
-        return -1.0
-    raise ValueError(f"direction {direction!r}: allowed: maximize, minimize")
-
-
-def to_minimization(values: Point, directions: Sequence[str]) -> tuple[float, ...]:
-    """``values`` with every maximised objective negated."""
-    return tuple(direction_sign(d) * float(v) for v, d in zip(values, directions, strict=True))
-
-
-def dominates(a: Point, b: Point) -> bool:
-    """``a`` Pareto-dominates ``b`` (minimisation): no worse anywhere, better somewhere."""
-    strictly = False
-    for x, y in zip(a, b, strict=True):
-        if x > y:
-            return False
-        if x < y:
-            strictly = True
-    return strictly
-
-
-def non_dominated(points: Sequence[Point]) -> list[int]:
-    """Indices of the points no other point dominates (ties are all kept), in order."""
-    return [i for i, p in enumerate(points)
-            if not any(dominates(q, p) for j, q in enumerate(points) if j != i)]
-
-
-def pareto_ranks(points: Sequence[Point]) -> list[int]:
-    """Non-dominated sorting: rank 1 = the front, rank 2 = the front once rank 1 is
-    removed, and so on (NSGA-II's ranks)."""
-    ranks = [0] * len(points)
-    left = list(range(len(points)))
-    rank = 1
-    while left:
-        layer = [left[i] for i in non_dominated([points[k] for k in left])]
-        for k in layer:
-            ranks[k] = rank
-        left = [k for k in left if k not in layer]
-        rank += 1
-    return ranks
 
 
 def hypervolume(points: Sequence[Point], reference: Point) -> float:

@@ -1,7 +1,8 @@
 """Re-evaluate the best found architectures and the study's baselines under one protocol.
 
 ``rank_run(results, seeds=N, top=K)`` takes the K best found architectures (feasible
-trials ordered by Pareto rank over the study's objectives, then by the primary objective)
+trials ordered by Pareto rank over the study's objectives, found trials and baselines
+together as in :mod:`nas.run.dominance`, then by the primary objective)
 and every baseline of the study (its input and classes adapted to the study's data, as
 ``nas search --with-baselines`` does), and evaluates each with
 :func:`nas.evaluate.trial.evaluate_candidate` for seeds 0..N-1: the same checks, the same proxy
@@ -37,11 +38,10 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ..errors import UserError
-from .hypervolume import pareto_ranks, to_minimization
+from ..run.dominance import RANK_JSON, pareto_ranks, to_minimization
 from .rankstats import ALPHA, POWER, TEST_NAME, compare, describe, judge
 from .records import RunResults, TrialRecord
 
-RANK_JSON = "rank.json"
 DOMINANCE_RULE = (f"A dominates B when A is significantly better on every objective "
                   f"({TEST_NAME}, alpha {ALPHA})")
 #: (p90 - p10) / median of a latency measurement above which it is too noisy to rank by.
@@ -82,14 +82,10 @@ class Row:
 
 
 def top_found(results: RunResults, k: int) -> list[TrialRecord]:
-    """The K best feasible found trials: by Pareto rank, then the primary objective."""
-    metrics = [o.metric for o in results.study.objectives]
-    directions = [o.direction for o in results.study.objectives]
-    found = [t for t in results.found() if all(t.value(m) is not None for m in metrics)]
-    mins = [to_minimization([t.value(m) for m in metrics], directions) for t in found]
-    ranks = pareto_ranks(mins)
-    order = sorted(range(len(found)), key=lambda i: (ranks[i], mins[i][0], found[i].number))
-    return [found[i] for i in order[:k]]
+    """The K best feasible found trials: by Pareto rank over found trials and baselines
+    together (:mod:`nas.run.dominance`; rank 1 is the front ``nas pareto`` shows), then
+    the primary objective, then the trial number."""
+    return [results.trial(n) for n in results.front().ranked()[:k]]
 
 
 def candidates(results: RunResults, top: int) -> list[Candidate]:
@@ -280,14 +276,3 @@ def _rank_rows(rows: list[Row], metrics: list[str], directions: list[str]) -> No
                                           directions) for r in complete])
     for r, k in zip(complete, ranks, strict=True):
         r.pareto_rank = k
-
-
-def load_rank(results: RunResults) -> dict[str, Any] | None:
-    """RUN_DIR/rank.json if ``nas rank`` was run."""
-    path = results.run.path / RANK_JSON
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        return None

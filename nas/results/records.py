@@ -12,15 +12,23 @@ A value that was never measured (a placeholder, non-finite, absent) is ``None``.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..run.dominance import (
+    RunFront,
+    is_feasible,
+    measured,
+    read_rank,
+    run_front,
+    run_points,
+    told_values,
+)
 from ..run.rundir import RunDir
-from ..run.states import category, is_feasible
+from ..run.states import category
 from ..study import METRICS, Study, load_study
 
 #: direction of a metric that is not one of the study's objectives.
@@ -54,6 +62,9 @@ class TrialRecord:
     user_attrs: dict[str, Any] = field(default_factory=dict)
     #: COMPLETE with every constraint met (a duplicate of a feasible trial counts too).
     constraints_met: bool = False
+    #: the Optuna FrozenTrial it was read from (None for a baseline measured by nas rank);
+    #: the front is computed from these (nas.run.dominance), as ``nas status`` does
+    frozen: Any = None
 
     @property
     def feasible(self) -> bool:
@@ -63,9 +74,7 @@ class TrialRecord:
 
     def value(self, metric: str) -> float | None:
         """The measured value of ``metric`` (None if it never was)."""
-        if metric in self.values:
-            return self.values[metric]
-        return _finite(self.metrics.get(metric))
+        return measured(self.values, self.metrics, metric)
 
     def block_mix(self) -> str:
         """"basic x2, aa x1": the block types of the spec and how many of each."""
@@ -119,6 +128,17 @@ class RunResults:
                 latest[t.name] = t
         return list(latest.values())
 
+    def front(self, objectives: list[ObjectiveRef] | None = None) -> RunFront:
+        """The run's front over ``objectives`` (default: the study's) by
+        :mod:`nas.run.dominance`: the rule and the points ``nas status`` uses, read from
+        the Optuna trials and RUN_DIR/rank.json."""
+        objs = objectives or self.objective_refs()
+        metrics = [o.metric for o in objs]
+        points = run_points([t.frozen for t in self.trials if t.frozen is not None],
+                            [o.metric for o in self.study.objectives], metrics,
+                            read_rank(self.run.path))
+        return run_front(points, metrics, [o.direction for o in objs])
+
     def summary(self) -> dict[str, Any]:
         from ..run.summary import summarize
 
@@ -146,30 +166,13 @@ def open_run(path: str | Path) -> RunResults:
 def _record(t: Any, objective_metrics: list[str]) -> TrialRecord:
     attrs = dict(t.user_attrs)
     kind = attrs.get("kind", "search")
-    placeholders = set(attrs.get("placeholders") or [])
-    values: dict[str, float] = {}
-    if t.values is not None:
-        for metric, v in zip(objective_metrics, t.values, strict=False):
-            v = _finite(v)
-            if metric not in placeholders and v is not None:
-                values[metric] = v
     return TrialRecord(
         number=t.number, state=t.state.name, category=category(t), kind=kind,
         name=str(attrs.get("baseline")) if kind == "baseline" else f"trial {t.number}",
         status=str(attrs.get("status", t.state.name.lower())), hash=attrs.get("hash"),
-        spec=attrs.get("spec"), metrics=dict(attrs.get("metrics") or {}), values=values,
+        spec=attrs.get("spec"), metrics=dict(attrs.get("metrics") or {}),
+        values=told_values(t, objective_metrics),
         violations=dict(attrs.get("violations") or {}),
         provenance=dict(attrs.get("provenance") or {}),
         protocol=dict(attrs.get("protocol") or {}), user_attrs=attrs,
-        constraints_met=is_feasible(t))
-
-
-def _finite(v: Any) -> float | None:
-    """A finite float, or None (the searcher stores non-finite numbers as strings)."""
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+        constraints_met=is_feasible(t), frozen=t)

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..run.dominance import read_rank
 from ..run.outputs import write_output, write_side
 from .export import hide_password, pick_trial, read_exports
 from .front import ParetoResult, baseline_verdict, pareto
 from .plot import html_figure, plot_title, png_bytes, short_name
-from .rank import load_rank
 from .records import RunResults
 
 _CSS = """
@@ -178,7 +178,7 @@ def _front_section(results: RunResults, front: ParetoResult, interactive: bool) 
 
 
 def _rank_section(results: RunResults) -> str:
-    rank = load_rank(results)
+    rank = read_rank(results.run.path)
     if rank is None:
         return ("<h2>Ranking</h2><p class=\"muted\">Not run: <code>nas rank "
                 f"{_e(results.run.path)}</code> re-evaluates the best architectures and "

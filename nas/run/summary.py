@@ -10,9 +10,10 @@ from typing import Any
 
 from ..budget import Budget
 from ..study import Study, load_study
+from .dominance import RunFront, read_rank, run_front, run_points
 from .ledger import Ledger
 from .rundir import RunDir
-from .states import counts, front_trials
+from .states import counts
 from .storage import NoStorage
 
 
@@ -33,6 +34,9 @@ class SearchSummary:
     stop_reason: str | None = None
     interrupted_recovered: int = 0
     driver: dict[str, Any] = field(default_factory=dict)
+    front: list[int] = field(default_factory=list)  # found trials on it, the best first
+    #: found trial number -> the baselines that dominate it (kept off the front)
+    dominated_by_baseline: dict[str, list[str]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -58,15 +62,7 @@ def summarize(run: RunDir | str | Path) -> SearchSummary:
     ledger = Ledger(run.ledger_path)
     budget = study.budget
     spent = run_spent(run, budget, ledger, trials)
-    front = front_trials(trials, [o.direction for o in study.objectives])
-    best = None
-    if front:
-        sign = 1.0 if study.primary.direction == "maximize" else -1.0
-        top = max(front, key=lambda t: sign * t.values[0])
-        best = {"number": top.number, "metric": study.primary.metric,
-                "value": float(top.values[0]),
-                "values": dict(zip([o.metric for o in study.objectives], top.values,
-                                   strict=True))}
+    front, best = front_and_best(run, study, trials)
     c = counts(trials)
     c["interrupted"] = sum(1 for t in trials if t.user_attrs.get("status") == "interrupted")
     c["baseline"] = sum(1 for t in trials if t.user_attrs.get("kind") == "baseline")
@@ -81,8 +77,23 @@ def summarize(run: RunDir | str | Path) -> SearchSummary:
         run_dir=str(run.path), study=study.name, optuna_study=meta["optuna_study"],
         storage=_hide_password(run.storage_url()), counts=c,
         budget={**budget.to_dict(spent), "device_s": ledger.spent_device_s()},
-        best=best, front_size=len(front), sessions=len(meta.get("sessions", [])),
-        ledger_entries=len(ledger), driver=driver)
+        best=best, front_size=len(front.front), sessions=len(meta.get("sessions", [])),
+        ledger_entries=len(ledger), driver=driver, front=front.front,
+        dominated_by_baseline={str(n): b for n, b in front.beaten.items()})
+
+
+def front_and_best(run: RunDir, study: Study,
+                   trials: list[Any]) -> tuple[RunFront, dict[str, Any] | None]:
+    """The run's front over the study's objectives (:mod:`nas.run.dominance`: found trials
+    and baselines, those ``nas rank`` measured included) and its best trial."""
+    metrics = [o.metric for o in study.objectives]
+    front = run_front(run_points(trials, metrics, metrics, read_rank(run.path)), metrics,
+                      [o.direction for o in study.objectives])
+    if front.best is None:
+        return front, None
+    values = dict(zip(metrics, front.values[front.best], strict=True))
+    return front, {"number": front.best, "metric": metrics[0],
+                   "value": values[metrics[0]], "values": values}
 
 
 def _hide_password(url: str) -> str:

@@ -267,19 +267,6 @@ def test_progress_line_and_modes():
     assert text.count("\r") == 2 and text.endswith("\n") and "budget 2/5 trials" in text
 
 
-def test_front_keeps_only_non_dominated_points():
-    from nas.run.states import Front, dominates
-
-    assert dominates((0.9, 5.0), (0.8, 6.0), (1.0, -1.0))
-    assert not dominates((0.9, 7.0), (0.8, 6.0), (1.0, -1.0))
-    f = Front(["maximize", "minimize"])
-    assert f.add(1, (0.8, 6.0))
-    assert f.add(2, (0.9, 7.0))  # better accuracy, worse latency: both stay
-    assert not f.add(3, (0.7, 8.0))  # dominated by both
-    assert f.add(4, (0.95, 5.0))  # dominates 1 and 2
-    assert set(f.points) == {4} and f.best() == (4, (0.95, 5.0))
-
-
 def test_one_spent_rule_per_budget_kind():
     """Budget.spent is the one rule: the ledger's device seconds, the search's wall
     seconds, or the trials told, whichever the budget counts."""

@@ -14,15 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nas.results.front import reference_point
-from nas.results.hypervolume import (
-    dominates,
-    hypervolume,
-    non_dominated,
-    pareto_ranks,
-    to_minimization,
-)
+from nas.results.hypervolume import hypervolume
 from nas.results.knee import knee_index
 from nas.results.records import ObjectiveRef
+from nas.run.dominance import dominates, non_dominated, pareto_ranks, to_minimization
 
 
 # --------------------------------------------------------------------------- brute force

@@ -21,10 +21,10 @@ from nas.cli import main
 from nas.errors import UserError
 from nas.results.export import export, pick_trial
 from nas.results.front import pareto
-from nas.results.hypervolume import dominates, to_minimization
 from nas.results.rank import RANK_JSON, rank_run
 from nas.results.records import open_run
 from nas.results.report import write_report
+from nas.run.dominance import dominates, to_minimization
 from nas.search.driver import run_search
 from search_space import ModelSpec, load_spec
 
