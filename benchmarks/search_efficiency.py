@@ -97,7 +97,8 @@ def hypervolume_curve(events: Sequence[Event], directions: Sequence[str],
 
     ``directions``: "maximize"/"minimize" per objective; ``reference``: in the objectives'
     own units (a point not strictly better than it in every objective adds nothing)."""
-    from nas.results.hypervolume import hypervolume, non_dominated, to_minimization
+    from nas.results.hypervolume import hypervolume
+    from nas.run.dominance import non_dominated, to_minimization
 
     ref = to_minimization(reference, directions)
     front: list[tuple[float, ...]] = []

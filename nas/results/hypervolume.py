@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-# to_minimization: benchmarks/search_efficiency.py still imports it from here.
-from ..run.dominance import non_dominated, to_minimization  # noqa: F401
+from ..run.dominance import non_dominated
 
 Point = Sequence[float]
 

@@ -18,7 +18,7 @@ them is a plain JSON value, so the study opens in optuna-dashboard as is:
 - ``admission``: the budget policy's inputs when the trial was started (spent, expected
   cost, running, told, limit; seconds or trials); ``pre_training_s``: wall time before
   the first epoch (checks + model build; what a trial stopped by ASHA has instead of
-  ``check_s``); ``session``, ``ray_trial_id``, ``seed``
+  ``check_s``); ``session``, ``executor_id`` (Ray's trial id, or local-N), ``seed``
 
 Categories (``category``): complete (feasible, full fidelity), infeasible (broke a hard
 constraint or ran out of memory: never trained / cut off), stopped (by ASHA: told PRUNED),
@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .dominance import Front, is_feasible  # noqa: F401 - nas.search.history imports Front here
+from .dominance import is_feasible
 
 CATEGORIES = ("complete", "infeasible", "stopped", "failed", "duplicate", "running",
               "waiting")

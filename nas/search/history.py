@@ -13,7 +13,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from ..run.states import Front
+from ..run.dominance import Front
 from .outcome import TRAINED
 
 #: user attributes a duplicate copies from the trial that evaluated its architecture.

@@ -67,17 +67,21 @@ def test_same_candidates_and_verdicts_whichever_executor(tmp_path):
             assert a.values == pytest.approx(b.values, abs=1e-6)
 
 
-def test_cli_local_search_resumes_with_the_same_ledger(tmp_path):
+def test_a_local_search_resumes_on_ray_with_the_same_ledger(tmp_path):
+    pytest.importorskip("ray")
     out = tmp_path / "run"
     first = nas("search", str(TINY), "--executor", "local", "--budget", "3trials",
                 "-o", str(out))
     assert first.returncode == 0, first.stderr[-3000:]
     assert not (out / "ray").exists() or not any((out / "ray").iterdir())  # no Ray ran
-    again = nas("search", "--resume", str(out), "--executor", "local", "--budget", "5trials")
+    again = nas("search", "--resume", str(out), "--budget", "5trials")
     assert again.returncode == 0, again.stderr[-3000:]
     trials = told(out)
     assert sum(1 for t in trials if t.state.is_finished()) == 5
-    assert {t.user_attrs["session"] for t in trials if "session" in t.user_attrs} <= {0, 1}
+    sessions = {t.user_attrs["session"] for t in trials if "session" in t.user_attrs}
+    assert sessions == {0, 1}
+    ids = [e.executor_id for e in Ledger(out / "ledger.jsonl").entries]
+    assert ids[0].startswith("local-") and not ids[-1].startswith("local-")
     check_ledger(out, trials)
 
 
