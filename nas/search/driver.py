@@ -224,5 +224,8 @@ def _run_here(run: RunDir, study: Study, core: SearchCore, asha: AshaRule | None
         if display is not None:
             display.update(core.snapshot())
 
-    run_in_process(core, training_trial(study, data, data_dir), workers=1, asha=asha,
-                   on_step=on_step)
+    try:
+        run_in_process(core, training_trial(study, data, data_dir), workers=1, asha=asha,
+                       on_step=on_step)
+    except KeyboardInterrupt:  # Ctrl-C: the session ends "interrupted" (the caller says
+        pass  # how to resume); the trial it cut off is re-enqueued by close_session

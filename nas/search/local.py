@@ -147,7 +147,8 @@ def _reports(body: Callable[[Callable[[dict[str, Any]], bool]], None]
              ) -> Iterator[dict[str, Any]]:
     """Run ``body(report)`` in a thread; yield each report it makes, waiting there until
     the next one is asked for. Closing the generator answers True (stop) to the waiting
-    report and to every later one, and does not wait for the thread (a daemon)."""
+    report and to every later one; a body still busy (closed by Ctrl-C mid-epoch) is
+    interrupted and waited for, so that no thread outlives the search inside torch."""
     to_driver: queue.Queue = queue.Queue()
     to_body: queue.Queue = queue.Queue()
     stopping = threading.Event()
@@ -165,7 +166,8 @@ def _reports(body: Callable[[Callable[[dict[str, Any]], bool]], None]
         except BaseException as err:  # noqa: BLE001 - handed to the driver's thread
             to_driver.put(("error", err))
 
-    threading.Thread(target=run, name="nas-trial", daemon=True).start()
+    thread = threading.Thread(target=run, name="nas-trial", daemon=True)
+    thread.start()
     try:
         while True:
             kind, value = to_driver.get()
@@ -178,3 +180,18 @@ def _reports(body: Callable[[Callable[[dict[str, Any]], bool]], None]
     finally:
         stopping.set()
         to_body.put(True)
+        thread.join(timeout=1.0)  # a body waiting at a report ends at once
+        if thread.is_alive():  # busy mid-epoch: stop it at its next Python step
+            _interrupt(thread)
+            thread.join(timeout=60.0)
+
+
+class TrialInterrupted(BaseException):
+    """Raised inside a trial's thread to stop it mid-epoch (the search is ending)."""
+
+
+def _interrupt(thread: threading.Thread) -> None:
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident),
+                                               ctypes.py_object(TrialInterrupted))

@@ -39,7 +39,8 @@ def check_ledger(run_dir: Path, trials) -> None:
     ledger = Ledger(run_dir / "ledger.jsonl")
     device = sum(t.user_attrs.get("device_s", 0.0) for t in trials
                  if t.user_attrs.get("status") != "interrupted")
-    assert ledger.spent_device_s() == pytest.approx(device)
+    cut_off = sum(e.device_s for e in ledger.entries if e.status == "interrupted")
+    assert ledger.spent_device_s() == pytest.approx(device + cut_off)
     assert len({(e.trial, e.attempt) for e in ledger.entries}) == len(ledger)
 
 
@@ -151,3 +152,38 @@ def test_virtual_clock_keeps_many_workers_busy_and_charges_exactly(tmp_path):
     assert max(peak) == 4  # four trials ran at once
     # the clock ended near the makespan of four parallel workers, not the serial sum
     assert clock.now < sum(charged.values()) / 2
+
+
+def test_ctrl_c_stops_a_local_search_cleanly_and_it_resumes(tmp_path):
+    """SIGINT mid-trial: exit 130 with the resume command, nothing told lost, the trial
+    that was cut off re-run by the resume."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    study = yaml.safe_load(TINY.read_text())
+    study["training"]["epochs"] = 40  # a trial long enough to be cut off
+    path = tmp_path / "slow.yaml"
+    path.write_text(yaml.safe_dump(study))
+    proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", str(path),
+                             "--executor", "local", "--budget", "4trials", "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not any((out / "logs").glob("*")):
+        time.sleep(0.2)
+    time.sleep(1.0)  # inside the first trial's training
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-3000:]
+    assert f"nas search --resume {out}" in err
+    trials = told(out)
+    cut = [t for t in trials if t.user_attrs.get("status") == "interrupted"]
+    assert len(cut) == 1 and cut[0].state.name == "FAIL"
+
+    again = nas("search", "--resume", str(out), "--executor", "local")
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = told(out)
+    retried = [t for t in trials if t.user_attrs.get("retry_of") == cut[0].number]
+    assert len(retried) == 1 and retried[0].user_attrs.get("status") != "interrupted"
+    check_ledger(out, trials)
