@@ -63,8 +63,22 @@ class Ledger:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._entries: list[LedgerEntry] = list(_read(self.path))
-        self._keys = {(e.trial, e.attempt) for e in self._entries}
+        self._entries: list[LedgerEntry] = []
+        self._keys: set[tuple[int, int]] = set()
+        # running totals: the core reads them at every proposal and tell, and a long
+        # search has tens of thousands of entries (benchmarks/driver_scale.py)
+        self._by_trial: dict[int, float] = {}
+        self._attempts: dict[int, int] = {}
+        self._spent = 0.0
+        for entry in _read(self.path):
+            self._add(entry)
+
+    def _add(self, entry: LedgerEntry) -> None:
+        self._entries.append(entry)
+        self._keys.add((entry.trial, entry.attempt))
+        self._by_trial[entry.trial] = self._by_trial.get(entry.trial, 0.0) + entry.device_s
+        self._attempts[entry.trial] = self._attempts.get(entry.trial, 0) + 1
+        self._spent += entry.device_s
 
     @property
     def entries(self) -> list[LedgerEntry]:
@@ -85,23 +99,23 @@ class Ledger:
             fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())
-        self._entries.append(entry)
-        self._keys.add(key)
+        self._add(entry)
         return True
 
     def attempts(self, trial: int) -> int:
         """How many attempts of ``trial`` are recorded."""
-        return sum(1 for e in self._entries if e.trial == trial)
+        return self._attempts.get(trial, 0)
 
     def spent_device_s(self) -> float:
-        return sum(e.device_s for e in self._entries)
+        return self._spent
+
+    def device_s(self, trial: int) -> float:
+        """Device seconds of one Optuna trial number (all its attempts)."""
+        return self._by_trial.get(trial, 0.0)
 
     def by_trial(self) -> dict[int, float]:
         """Device seconds per Optuna trial number (all its attempts)."""
-        out: dict[int, float] = {}
-        for e in self._entries:
-            out[e.trial] = out.get(e.trial, 0.0) + e.device_s
-        return out
+        return dict(self._by_trial)
 
 
 def _read(path: Path) -> Iterable[LedgerEntry]:

@@ -428,7 +428,7 @@ class SearchCore:
     def _attrs(self, live: _Live, status: str, wall: float, message: str = "") -> dict:
         out = {"status": status, "kind": live.kind, "spec": live.spec,
                "wall_s": float(wall), "devices": self.devices,
-               "device_s": self.ledger.by_trial().get(live.number, 0.0),
+               "device_s": self.ledger.device_s(live.number),
                "attempts": live.attempt, "seed": self.seed, "session": self.session,
                "executor_id": live.slot, "admission": live.admission}
         if message:

@@ -32,14 +32,16 @@ from .core import SearchCore
 
 def run_on_ray(run: RunDir, study: Study, core: SearchCore, asha: AshaRule | None, *,
                session: int, concurrency: int, address: str | None, data_dir: str | None,
-               display: Any) -> None:
-    """Run the core's trials on Ray until the core finishes the search (or Ctrl-C)."""
+               display: Any, trainable: Any = None) -> None:
+    """Run the core's trials on Ray until the core finishes the search (or Ctrl-C).
+    ``trainable``: another Tune function trainable instead of the study's trials, with the
+    study's resources (``benchmarks/driver_scale.py`` runs sleeping surrogate trials)."""
     started = _start_ray(address)
     reaper = start_reaper() if started and not address else None
     try:
         record_driver(run, session)
         _fit(run, study, core, asha, session=session, concurrency=concurrency,
-             data_dir=data_dir, display=display)
+             data_dir=data_dir, display=display, trainable=trainable)
     finally:
         if started:
             import ray
@@ -49,7 +51,8 @@ def run_on_ray(run: RunDir, study: Study, core: SearchCore, asha: AshaRule | Non
 
 
 def _fit(run: RunDir, study: Study, core: SearchCore, asha: AshaRule | None, *,
-         session: int, concurrency: int, data_dir: str | None, display: Any) -> None:
+         session: int, concurrency: int, data_dir: str | None, display: Any,
+         trainable: Any = None) -> None:
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -66,8 +69,8 @@ def _fit(run: RunDir, study: Study, core: SearchCore, asha: AshaRule | None, *,
     resources = {"cpu": float(res.cpus_per_trial), "gpu": float(res.gpus_per_trial)}
     _check_resources(resources)
     trainable = tune.with_resources(
-        tune.with_parameters(_trial_fn, study_dict=study.to_dict(), data_dir=data_dir),
-        resources)
+        trainable or tune.with_parameters(_trial_fn, study_dict=study.to_dict(),
+                                          data_dir=data_dir), resources)
     callback = CoreCallback(core, run, display, session,
                             on_first_start=lambda: record_driver(run, session))
     tuner = tune.Tuner(
