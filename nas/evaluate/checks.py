@@ -7,10 +7,15 @@ taken (inference latency with the study's latency protocol and, on CUDA, peak me
 one real training step at the training batch size, via ``search_space.measure.measure``;
 on the CPU the memory is the estimate unless it comes near the host's free memory, see
 ``run_checks``). A
-candidate that breaks a constraint is never trained.
+candidate that breaks a constraint is never trained (a baseline is: it is a comparison,
+measured in full and trained, its violations kept, see ``measure_all``).
 
 Units: ``memory_mb`` is MiB (2**20 bytes), ``latency_ms`` the median milliseconds per
-batch of ``measure.batch_size``, ``macs`` per image. ``violations`` maps a constraint
+batch of ``measure.batch_size``, ``macs`` per image. A latency LIMIT is judged on the
+10th percentile of the repeats (``nas.study.sections.JUDGED_ON``): other processes on a
+shared machine add delay to some repeats and never remove any, so the low percentile is
+the network's own latency and a loaded machine does not reject a candidate that meets
+the limit; ``nas rank`` compares latency on the same statistic. ``violations`` maps a constraint
 name to how far over its maximum the candidate is (same unit, > 0). Running out of
 memory during the measurement (CUDA OOM or a host MemoryError) makes the candidate
 infeasible on memory.
@@ -27,6 +32,7 @@ import torch
 from torch import nn
 
 from ..study import Study
+from ..study.sections import judged_value
 
 MIB = 2**20
 #: the violation recorded for memory when a measurement ran out of memory but the
@@ -73,10 +79,11 @@ def optimizer_name(study: Study) -> str:
 
 
 def violations(values: dict[str, Any], constraints: dict[str, float]) -> dict[str, float]:
-    """{name: value - maximum} for each constraint whose value is known and over."""
+    """{name: value - maximum} for each constraint whose value is known and over (the
+    value a limit is judged by: :func:`judged_value`)."""
     out = {}
     for name, limit in constraints.items():
-        value = values.get(name)
+        value = judged_value(values, name)
         if value is not None and value > limit:
             out[name] = float(value - limit)
     return out
@@ -104,9 +111,11 @@ def analytic(spec: Any, study: Study) -> dict[str, Any]:
 
 
 def run_checks(spec: Any, study: Study, model: nn.Module | None = None, *,
-               device: torch.device, precision: str, channels_last: bool) -> CheckResult:
-    """Analytic checks, then (if they pass) measured latency and training memory of
-    ``model`` (built from ``spec`` when not given) on ``device``."""
+               device: torch.device, precision: str, channels_last: bool,
+               measure_all: bool = False) -> CheckResult:
+    """Analytic checks, then (if they pass, or always with ``measure_all``) measured
+    latency and training memory of ``model`` (built from ``spec`` when not given) on
+    ``device``; the violations of both."""
     start = time.perf_counter()
     result = CheckResult()
     limits = study.constraints
@@ -117,9 +126,10 @@ def run_checks(spec: Any, study: Study, model: nn.Module | None = None, *,
     result.violations = violations(
         {"params": est["params"], "macs": est["macs"], "memory_mb": est["memory_est_mb"]},
         limits)
-    if result.violations:
+    if result.violations and not measure_all:
         result.check_s = time.perf_counter() - start
         return result
+    analytic_over = dict(result.violations)
 
     from search_space.measure import measure
 
@@ -163,7 +173,7 @@ def run_checks(spec: Any, study: Study, model: nn.Module | None = None, *,
         "memory_mb": (mem.peak_memory_bytes or 0) / MIB if mem else est["memory_est_mb"]})
     if mem is not None and mem.peak_reserved_bytes is not None:
         result.metrics["memory_reserved_mb"] = mem.peak_reserved_bytes / MIB
-    result.violations = violations(result.metrics, limits)
+    result.violations = {**analytic_over, **violations(result.metrics, limits)}
     result.check_s = time.perf_counter() - start
     return result
 

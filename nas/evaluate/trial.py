@@ -5,7 +5,9 @@
 1. the cheap checks (:mod:`nas.evaluate.checks`): analytic params / MACs / estimated training
    memory, then (only if those pass) measured latency and one-step training memory;
 2. if a constraint is broken: status ``infeasible`` with ``violations`` and NO
-   training (``on_epoch`` is never called, ``epochs_done`` is 0);
+   training (``on_epoch`` is never called, ``epochs_done`` is 0); except for a
+   ``comparison`` (a baseline): it is measured in full and trained all the same, and
+   keeps its ``violations`` (the search tells it infeasible, with its real accuracy);
 3. else proxy training (:mod:`nas.evaluate.train`), calling ``on_epoch(epoch, metrics)`` after
    each epoch; ``True`` from it stops training (status ``stopped``, e.g. ASHA).
 
@@ -87,7 +89,7 @@ def evaluate_candidate(spec: Any, study: Study, *, seed: int = 0, device: str = 
                        data: DataBundle | None = None, on_epoch: OnEpoch | None = None,
                        epochs: int | None = None,
                        data_dir: str | os.PathLike | None = None,
-                       threads: int | None = None) -> TrialOutcome:
+                       threads: int | None = None, comparison: bool = False) -> TrialOutcome:
     """Check, then train one candidate; see the module docstring. ``spec`` is a
     ModelSpec or anything ``search_space.load_spec`` takes; ``data`` a loaded bundle
     (else loaded once per process from ``study.data`` / ``data_dir``).
@@ -98,19 +100,21 @@ def evaluate_candidate(spec: Any, study: Study, *, seed: int = 0, device: str = 
     process runs it, and a 1-CPU trial does not oversubscribe a shared machine."""
     dev = resolve_device(device)
     if dev.type != "cpu":
-        return _evaluate(spec, study, seed, dev, data, on_epoch, epochs, data_dir)
+        return _evaluate(spec, study, seed, dev, data, on_epoch, epochs, data_dir,
+                         comparison)
     wanted = threads or max(1, int(study.resources.cpus_per_trial))
     before = torch.get_num_threads()
     torch.set_num_threads(wanted)
     try:
-        return _evaluate(spec, study, seed, dev, data, on_epoch, epochs, data_dir)
+        return _evaluate(spec, study, seed, dev, data, on_epoch, epochs, data_dir,
+                         comparison)
     finally:
         torch.set_num_threads(before)
 
 
 def _evaluate(spec: Any, study: Study, seed: int, dev: torch.device,
               data: DataBundle | None, on_epoch: OnEpoch | None, epochs: int | None,
-              data_dir: str | os.PathLike | None) -> TrialOutcome:
+              data_dir: str | os.PathLike | None, comparison: bool = False) -> TrialOutcome:
     start = time.perf_counter()
     precision = resolve_precision(study.training.precision, dev)
     channels_last = resolve_channels_last(study.training.channels_last, dev)
@@ -135,11 +139,11 @@ def _evaluate(spec: Any, study: Study, seed: int, dev: torch.device,
         seed_everything(seed)
         model = spec.build()
         checks = run_checks(spec, study, model, device=dev, precision=precision,
-                            channels_last=channels_last)
+                            channels_last=channels_last, measure_all=comparison)
         out.metrics.update(checks.metrics)
         out.protocol = checks.protocol
         out.check_s = checks.check_s
-        if not checks.feasible:
+        if not checks.feasible and (checks.oom or not comparison):
             out.status = "infeasible"
             out.violations = checks.violations
             out.message = checks.message or describe_violations(checks.violations,
@@ -151,6 +155,9 @@ def _evaluate(spec: Any, study: Study, seed: int, dev: torch.device,
                        on_epoch=record, workers=study.data.workers)
         out.status = "stopped" if result.stopped else "ok"
         out.metrics.update(_final(result.history))
+        if checks.violations:  # a comparison over the limits: trained, marked so
+            out.violations = checks.violations
+            out.message = describe_violations(checks.violations, study.constraints)
     except _CallbackError as err:
         raise err.original from None
     except UserError:

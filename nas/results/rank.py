@@ -39,6 +39,7 @@ from typing import Any, TextIO
 
 from ..errors import UserError
 from ..run.dominance import RANK_JSON, pareto_ranks, to_minimization
+from ..study.sections import JUDGED_ON
 from .rankstats import ALPHA, POWER, TEST_NAME, compare, describe, judge
 from .records import RunResults, TrialRecord
 
@@ -46,8 +47,6 @@ DOMINANCE_RULE = (f"A dominates B when A is significantly better on every object
                   f"({TEST_NAME}, alpha {ALPHA})")
 #: (p90 - p10) / median of a latency measurement above which it is too noisy to rank by.
 NOISY_SPREAD = 0.5
-#: the statistic each objective is compared on (latency: a low percentile, see above).
-COMPARED_ON = {"latency_ms": "latency_p10_ms"}
 
 
 @dataclass
@@ -73,12 +72,16 @@ class Row:
     pareto_rank: int | None = None
     dominates: list[str] = field(default_factory=list)
     message: str = ""
+    #: the study's limits it breaks ({name: amount over}); a baseline is trained anyway
+    #: (a comparison), compared with, and left out of the Pareto ranks like the front.
+    over_limits: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "trial": self.trial, "hash": self.hash,
                 "status": self.status, "seeds_ok": self.seeds_ok, "metrics": self.metrics,
                 "pareto_rank": self.pareto_rank, "dominates": self.dominates,
-                "message": self.message, "runs": self.runs}
+                "message": self.message, "over_limits": self.over_limits,
+                "runs": self.runs}
 
 
 def top_found(results: RunResults, k: int) -> list[TrialRecord]:
@@ -147,11 +150,13 @@ def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str =
         for seed in range(seeds):
             t0 = time.perf_counter()
             load = os.getloadavg()[0]
-            out = evaluate_candidate(c.spec, study, seed=seed, device=device, data=bundle)
+            out = evaluate_candidate(c.spec, study, seed=seed, device=device, data=bundle,
+                                     comparison=c.kind == "baseline")
             done += 1
             run = {"seed": seed, "status": out.status,
                    "metrics": {m: out.metrics.get(m) for m in kept},
-                   "load_1min": [load, os.getloadavg()[0]], "message": out.message}
+                   "load_1min": [load, os.getloadavg()[0]], "message": out.message,
+                   "violations": dict(out.violations)}
             run["latency_spread"] = latency_spread(run["metrics"])
             run["latency_noisy"] = (run["latency_spread"] is not None
                                     and run["latency_spread"] > NOISY_SPREAD)
@@ -172,7 +177,7 @@ def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str =
         "top": top, "objectives": [{"metric": o.metric, "direction": o.direction}
                                    for o in study.objectives],
         "protocol": {**protocol, "threads_pinned": protocol.get("threads"),
-                     "compared_on": {m: COMPARED_ON.get(m, m) for m in metrics},
+                     "compared_on": {m: JUDGED_ON.get(m, m) for m in metrics},
                      "noisy_spread": NOISY_SPREAD},
         "load_average_1_5_15": {"start": load_start, "end": list(os.getloadavg())},
         "cpu_count": os.cpu_count(),
@@ -208,17 +213,20 @@ def _summarise(c: Candidate, runs: list[dict[str, Any]], metrics: list[str]) -> 
             stats[m] = describe(vals)
     bad = [r["status"] for r in runs if r["status"] != "ok"]
     status = "ok" if not bad else f"{bad[0]} ({len(bad)}/{len(runs)} seeds)"
+    over = next((r["violations"] for r in ok if r.get("violations")), {})
+    if over and not bad:
+        status = "infeasible: over the study's limits, trained as a comparison"
     noisy = sum(1 for r in ok if r.get("latency_noisy"))
     if noisy:
         status += f"; latency too noisy to rank by in {noisy}/{len(ok)} seeds"
     message = next((r["message"] for r in runs if r["message"]), "")
     return Row(c.name, c.kind, c.trial, c.hash, status, len(ok), stats, runs=runs,
-               message=message)
+               message=message, over_limits=dict(over))
 
 
 def per_seed(row: Row, metric: str) -> dict[int, float]:
     """seed -> the value an objective is compared on, over the row's finished seeds."""
-    key = COMPARED_ON.get(metric, metric)
+    key = JUDGED_ON.get(metric, metric)
     return {r["seed"]: float(r["metrics"][key]) for r in row.runs
             if r["status"] == "ok" and r["metrics"].get(key) is not None}
 
@@ -237,7 +245,7 @@ def compare_rows(rows: list[Row], metrics: list[str],
                 if not a or not z:
                     continue
                 tests.append({"found": f.name, "baseline": b.name, "metric": m,
-                              "compared_on": COMPARED_ON.get(m, m), "direction": d,
+                              "compared_on": JUDGED_ON.get(m, m), "direction": d,
                               **compare(a, z)})
     judge(tests)
     for f in found:
@@ -270,8 +278,9 @@ def seeds_guidance(tests: list[dict[str, Any]], seeds: int) -> dict[str, Any]:
 
 
 def _rank_rows(rows: list[Row], metrics: list[str], directions: list[str]) -> None:
-    keys = [COMPARED_ON.get(m, m) for m in metrics]
-    complete = [r for r in rows if r.seeds_ok and all(k in r.metrics for k in keys)]
+    keys = [JUDGED_ON.get(m, m) for m in metrics]
+    complete = [r for r in rows if r.seeds_ok and not r.over_limits
+                and all(k in r.metrics for k in keys)]
     ranks = pareto_ranks([to_minimization([r.metrics[k]["mean"] for k in keys],
                                           directions) for r in complete])
     for r, k in zip(complete, ranks, strict=True):

@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..study.sections import judged_value
+
 #: statuses that mean the candidate was trained (its cost predicts a trained trial's).
 TRAINED = ("ok", "stopped", "diverged")
 #: statuses told COMPLETE (with values and constraints); "stopped" is PRUNED, others FAIL.
@@ -51,10 +53,11 @@ def constraint_values(limits: dict[str, float], out: dict[str, Any]) -> dict[str
     metrics, over = out.get("metrics", {}), out.get("violations", {})
     c: dict[str, float] = {}
     for name, limit in limits.items():
+        value = judged_value(metrics, name)  # latency: its p10, as the checks judge it
         if over.get(name, 0) > 0:
             c[name] = float(over[name]) / limit
-        elif metrics.get(name) is not None and math.isfinite(float(metrics[name])):
-            c[name] = (float(metrics[name]) - limit) / limit
+        elif value is not None and math.isfinite(float(value)):
+            c[name] = (float(value) - limit) / limit
         else:
             c[name] = 0.0  # not measured: a cheaper check decided first
     for name, amount in over.items():

@@ -91,7 +91,8 @@ def trial_reports(config: dict[str, Any], study: Any, data: Any,
 
     try:
         outcome = evaluate_candidate(config["spec"], study, seed=int(config["seed"]),
-                                     data=data, on_epoch=on_epoch, data_dir=data_dir)
+                                     data=data, on_epoch=on_epoch, data_dir=data_dir,
+                                     comparison=config.get("kind") == "baseline")
     except UserError as err:  # e.g. the dataset does not match the space
         report({"final": True, "fatal": str(err), "trial_wall_s": clock() - t0,
                 primary: math.nan})

@@ -217,8 +217,11 @@ def test_baselines_are_evaluated_once_under_the_same_protocol(tmp_path):
     small, resnet = base
     assert small.user_attrs["status"] == "ok"  # trained like any candidate
     assert small.user_attrs["provenance"]["batch_size"] == 32
-    assert resnet.user_attrs["status"] == "infeasible"  # 11M params > 6000: never trained
-    assert resnet.user_attrs["epochs_done"] == 0
+    # 11M params > 6000: a comparison is trained all the same, and marked infeasible
+    assert resnet.user_attrs["status"] == "ok" and resnet.user_attrs["epochs_done"] == 3
+    assert resnet.user_attrs["violations"]["params"] > 0 and resnet.constraints
+    assert category(resnet) == "infeasible" and resnet.user_attrs["placeholders"] == []
+    assert resnet.values[0] == pytest.approx(resnet.user_attrs["metrics"]["accuracy"])
     # A resume with --with-baselines again does not enqueue them twice.
     run_search(resume=run_dir, budget="4trials", with_baselines=True, progress=False)
     trials = trials_of(run_dir)
