@@ -99,6 +99,7 @@ class SearchCore:
         self.stop_detail: str | None = None  # why, when stop_reason alone does not say
         self.fatal: str | None = None  # a study error a worker met (nas.search.trainable)
         self._hopeless_after: int | None = None
+        self._feasible_judged = False  # some judged candidate met every constraint
         self._live: dict[str, _Live] = {}
         self._running_hashes: dict[str, str] = {}  # hash -> slot
         self._waiting_dups: dict[str, list[optuna.trial.Trial]] = {}
@@ -146,11 +147,16 @@ class SearchCore:
             return FINISHED
         if self._hopeless_after is None:  # a space smaller than MIN_VERDICTS: all of it
             self._hopeless_after = min(MIN_VERDICTS, self.study.space.size())
-        why = hopeless(self.history.records.values(), self.study.constraints,
-                       minimum=self._hopeless_after)
-        if why is not None:
-            self.stop_reason, self.stop_detail = "constraints", why
-            return FINISHED
+        if not self._feasible_judged:
+            why = hopeless(self.history.records.values(), self.study.constraints,
+                           minimum=self._hopeless_after)
+            if why is not None:
+                self.stop_reason, self.stop_detail = "constraints", why
+                return FINISHED
+            # one judged candidate that met the constraints keeps the search hopeful for
+            # good: stop re-reading every record per proposal (4 ms at 10,000 trials)
+            self._feasible_judged = hopeless(self.history.records.values(),
+                                             self.study.constraints, minimum=0) is None
         for streak in range(MAX_DUPLICATE_STREAK):
             if streak and streak % RANDOM_AFTER_DUPLICATES == 0:
                 self._random_draws += 1
