@@ -1,7 +1,7 @@
 """One dominance rule over found trials and baselines, through every results verb.
 
-A real small search (local Ray, SQLite, synthetic data) is copied and given a baseline
-trial, told the way the searcher tells one, that dominates the knee of the found trials
+A real small search (in-process executor, SQLite, synthetic data) is copied and given a
+baseline trial, told the way the core tells one, that dominates the knee of the found trials
 (same accuracy, one parameter fewer): `nas status`, `nas pareto` (text, JSON, PNG and
 HTML plots), `nas export` (knee, best:, trial:N) and `nas report` must all keep that
 trial off the front, never pick it silently, and agree. A second copy carries the same
@@ -30,7 +30,7 @@ BASELINE_NAME = "zoo:hand-made"
 @pytest.fixture(scope="module")
 def plain_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("dominance") / "run"
-    run_search({**STUDY, "budget": "8trials"}, run_dir=out, progress=False)
+    run_search({**STUDY, "budget": "8trials"}, run_dir=out, progress=False, executor="local")
     return out
 
 

@@ -1,7 +1,8 @@
-"""The results verbs on a small REAL search (local Ray, SQLite, synthetic 1x8x8 data,
-two baselines: a small feasible one and ResNet-18 which breaks the parameter limit):
-`nas pareto` (front, hypervolume, plots, errors), `nas export` (then build: the same
-network), `nas rank` (the same protocol as the search) and `nas report`."""
+"""The results verbs on a small REAL search (in-process executor, SQLite, synthetic
+1x8x8 data, two baselines: a small feasible one and ResNet-18, which breaks the parameter
+limit and so is trained as a comparison and marked infeasible): `nas pareto` (front,
+hypervolume, plots, errors), `nas export` (then build: the same network), `nas rank`
+(the same protocol as the search) and `nas report`."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def run_dir(tmp_path_factory):
     baseline.write_text(yaml.safe_dump(BASELINE))
     study = {**STUDY, "baselines": [str(baseline), "zoo:resnet18-cifar"]}
     out = root / "run"
-    run_search(study, run_dir=out, with_baselines=True, progress=False)
+    run_search(study, run_dir=out, with_baselines=True, progress=False, executor="local")
     return out
 
 
