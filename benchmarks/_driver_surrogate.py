@@ -6,8 +6,8 @@ durations from the cost model's MACs and metrics from a fixed function of the sp
   stride, options, map size) is built once on the meta device and cached, so a candidate
   costs a spec resolve (~1 ms) instead of a costed graph (~40 ms);
 - duration: ``(macs / median macs of the space) ** 0.7 x (0.8 .. 1.2)`` from the hash,
-  scaled so that the median of 64 random candidates takes ``trial_seconds``; 5% of it the checks, the rest
-  split evenly over the study's epochs;
+  scaled so that the median of 64 random candidates takes ``trial_seconds``; 5% of it
+  the checks, the rest split evenly over the study's epochs;
 - infeasible: MACs over the study's ``macs`` limit, or a latency surrogate (proportional
   to MACs) over its ``latency_ms`` limit: told after the checks alone (2% of
   ``trial_seconds``), never trained, like the real checks;
