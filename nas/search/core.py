@@ -24,10 +24,8 @@ costs, the front) is :mod:`nas.search.history`.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -39,6 +37,7 @@ from ..run.rundir import RunDir
 from ..study import Study
 from .history import COPIED, History
 from .hopeless import MIN_VERDICTS, hopeless
+from .live import LiveTrial
 from .outcome import COMPLETE, constraint_values, objective_values, plain, worker_died
 from .propose import candidate, enqueue_random, random_draw_seed
 
@@ -53,27 +52,6 @@ MAX_DUPLICATE_STREAK = 100
 #: likes and propose them again and again; those trials cost nothing, but without this
 #: the search would stop as "space exhausted" in a space of millions.
 RANDOM_AFTER_DUPLICATES = 10
-
-
-@dataclass
-class _Live:
-    """A trial an executor is running (one Optuna trial; possibly several attempts)."""
-
-    trial: optuna.trial.Trial
-    number: int
-    hash: str
-    spec: dict[str, Any]
-    kind: str
-    slot: str
-    admission: dict[str, Any]
-    attempt: int = 1
-    attempt_start: float | None = None  # clock() when the worker started the attempt
-    attempt_wall: float = 0.0  # trial_wall_s of the attempt's latest report
-    epochs: int = 0
-    curve: list[float] = field(default_factory=list)
-    last: dict[str, Any] = field(default_factory=dict)
-    pre_training_s: float | None = None  # time before the first epoch (see reported)
-    stopped: bool = False  # ASHA stopped it
 
 
 class SearchCore:
@@ -100,7 +78,7 @@ class SearchCore:
         self.fatal: str | None = None  # a study error a worker met (nas.search.trainable)
         self._hopeless_after: int | None = None
         self._feasible_judged = False  # some judged candidate met every constraint
-        self._live: dict[str, _Live] = {}
+        self._live: dict[str, LiveTrial] = {}
         self._running_hashes: dict[str, str] = {}  # hash -> slot
         self._waiting_dups: dict[str, list[optuna.trial.Trial]] = {}
         self._random_draws = 0
@@ -182,7 +160,7 @@ class SearchCore:
                 self._waiting_dups.setdefault(h, []).append(trial)
                 continue
             spec_dict = spec.to_dict()
-            self._live[slot] = _Live(trial=trial, number=trial.number, hash=h,
+            self._live[slot] = LiveTrial(trial=trial, number=trial.number, hash=h,
                                      spec=spec_dict, kind=kind, slot=slot,
                                      admission=admission)
             self._running_hashes[h] = slot
@@ -202,9 +180,7 @@ class SearchCore:
         live = self._live.get(slot)
         if live is None:
             return
-        live.attempt_start = self.clock()
-        live.attempt_wall, live.epochs, live.curve = 0.0, 0, []
-        live.pre_training_s = None
+        live.restart(self.clock())
         self.run.log_event(live.number, {"event": "start", "attempt": live.attempt,
                                          "executor_id": slot, "session": self.session})
 
@@ -213,7 +189,7 @@ class SearchCore:
         live = self._live.get(slot)
         if live is None:
             return
-        self._absorb(live, result)
+        live.absorb(result, self.primary)
         event = {k: v for k, v in result.items() if k in (
             "epoch", "trial_wall_s", "accuracy", "train_loss", "val_loss", "final")}
         self.run.log_event(live.number, {"event": "result", "attempt": live.attempt,
@@ -231,8 +207,8 @@ class SearchCore:
         if live is None:
             return
         if result:
-            self._absorb(live, result)
-        wall = self._attempt_wall(live)
+            live.absorb(result, self.primary)
+        wall = live.wall(self.clock())
         outcome = result.get("outcome") if result else None
         if result and result.get("fatal"):
             self.fatal = str(result["fatal"])
@@ -252,7 +228,7 @@ class SearchCore:
         live = self._live.get(slot)
         if live is None:
             return
-        wall = self._attempt_wall(live)
+        wall = live.wall(self.clock())
         status = "worker_died" if worker_died(message) else "worker_error"
         self._charge(live, status, wall)
         self.run.log_event(live.number, {"event": "failure", "attempt": live.attempt,
@@ -292,7 +268,7 @@ class SearchCore:
         """At the end of a session: trials still running were cut off by the stop."""
         for slot in list(self._live):
             live = self._live.pop(slot)
-            self._finish_interrupted(live, self._attempt_wall(live))
+            self._finish_interrupted(live, live.wall(self.clock()))
         for h in list(self._waiting_dups):
             for trial in self._waiting_dups.pop(h):
                 self._interrupt(trial, trial.number, {"hash": h})
@@ -307,38 +283,12 @@ class SearchCore:
                 "best": self.history.best, "front": len(self.history.front)}
 
     # ------------------------------------------------------------------ finishing
-    def _absorb(self, live: _Live, result: dict[str, Any]) -> None:
-        if "trial_wall_s" in result:
-            live.attempt_wall = float(result["trial_wall_s"])
-        if "epoch" not in result or result.get("final"):
-            return
-        epoch = int(result["epoch"])
-        if epoch <= live.epochs:
-            return
-        live.epochs = epoch
-        value = result.get(self.primary)
-        if value is not None and math.isfinite(float(value)):
-            live.curve.append(float(value))
-        live.last = {k: result[k] for k in ("accuracy", "train_loss", "val_loss")
-                     if k in result}
-        if epoch == 1 and "epoch_s" in result and "trial_wall_s" in result:
-            # what preceded training: the checks, the model build (and a cold worker's
-            # data loading); a trial ASHA stops never tells its check_s
-            live.pre_training_s = max(0.0, float(result["trial_wall_s"])
-                                      - float(result["epoch_s"]))
-
-    def _attempt_wall(self, live: _Live) -> float:
-        """The attempt's wall time: its own last report, or (if it never reported, e.g.
-        its worker died first) the driver's view since its start."""
-        seen = self.clock() - live.attempt_start if live.attempt_start else 0.0
-        return max(live.attempt_wall, seen if live.attempt_wall == 0.0 else 0.0)
-
-    def _charge(self, live: _Live, status: str, wall: float) -> None:
+    def _charge(self, live: LiveTrial, status: str, wall: float) -> None:
         self.ledger.append(LedgerEntry.make(
             live.number, live.attempt, status, wall, self.devices, session=self.session,
             executor_id=live.slot, hash=live.hash))
 
-    def _finish_outcome(self, live: _Live, out: dict[str, Any], wall: float) -> None:
+    def _finish_outcome(self, live: LiveTrial, out: dict[str, Any], wall: float) -> None:
         status = out["status"]
         self._running_hashes.pop(live.hash, None)
         self._charge(live, status, wall)
@@ -364,7 +314,7 @@ class SearchCore:
             self._tell(live.trial, TrialState.FAIL, attrs)
         self._resolve_waiting(live.hash, live.number)
 
-    def _finish_stopped(self, live: _Live, wall: float) -> None:
+    def _finish_stopped(self, live: LiveTrial, wall: float) -> None:
         self._running_hashes.pop(live.hash, None)
         self._charge(live, "stopped", wall)
         attrs = self._attrs(live, "stopped", wall,
@@ -375,7 +325,7 @@ class SearchCore:
         self._tell(live.trial, TrialState.PRUNED, attrs)
         self._resolve_waiting(live.hash, live.number)
 
-    def _finish_interrupted(self, live: _Live, wall: float) -> None:
+    def _finish_interrupted(self, live: LiveTrial, wall: float) -> None:
         self._running_hashes.pop(live.hash, None)
         if live.attempt_start is not None:  # it ran: charge what it used
             self._charge(live, "interrupted", wall)
@@ -431,7 +381,7 @@ class SearchCore:
                          state=state)
         self.history.note(trial.number, state, values, constraints or {}, merged)
 
-    def _attrs(self, live: _Live, status: str, wall: float, message: str = "") -> dict:
+    def _attrs(self, live: LiveTrial, status: str, wall: float, message: str = "") -> dict:
         out = {"status": status, "kind": live.kind, "spec": live.spec,
                "wall_s": float(wall), "devices": self.devices,
                "device_s": self.ledger.device_s(live.number),
