@@ -32,3 +32,54 @@ def test_snapshot_tpe_proposes_what_optuna_tpe_proposes(tmp_path):
     plain = _proposals(optuna.samplers.TPESampler(seed=3), f"sqlite:///{tmp_path / 'b.db'}")
     assert ours == plain
     assert len({tuple(sorted(p.items())) for p in ours}) > 20  # it did explore
+
+
+def _suggest(trial) -> dict:
+    """A define-by-run space like the studies': conditional categoricals, one int, one float."""
+    params = {"block": trial.suggest_categorical("block", ["conv", "attn", "mlp"]),
+              "w": trial.suggest_categorical("w", [8, 16, 32, 64]),
+              "d": trial.suggest_int("d", 1, 4)}
+    if params["block"] == "attn":
+        params["heads"] = trial.suggest_categorical("heads", [1, 2, 4])
+    params["lr"] = trial.suggest_float("lr", 1e-3, 1.0, log=True)
+    return params
+
+
+def _tell(study, trial, p: dict) -> None:
+    size = p["w"] * p["d"] * p.get("heads", 1)
+    trial.set_constraint("size", size / 64 - 2)      # infeasible above 128
+    trial.set_constraint("lr", p["lr"] - 0.5)        # infeasible above 0.5
+    trial.set_constraint("mlp", 0.1 if p["block"] == "mlp" else -1.0)
+    study.tell(trial, [p["w"] * p["d"] / 256 + p["lr"], size])
+
+
+def _constrained_proposals(sampler) -> tuple[list[dict], int]:
+    """12 asks after 60 told random trials with constraints, two objectives and a few
+    trials kept running (the liar's case): the below/above split decides the proposals.
+    In memory: the SQLite case is above, the split does not depend on the storage."""
+    study = optuna.create_study(directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(60):
+        trial = study.ask()
+        _tell(study, trial, _suggest(trial))
+    study.sampler = sampler
+    running, seen = [], []
+    for i in range(12):
+        trial = study.ask()
+        seen.append(_suggest(trial))
+        running.append((trial, seen[-1]))
+        if i % 2 == 1:
+            _tell(study, *running.pop(0))
+    infeasible = sum(any(v > 0 for v in t.constraints.values())
+                     for t in study.get_trials(states=[optuna.trial.TrialState.COMPLETE]))
+    return seen, infeasible
+
+
+def test_snapshot_tpe_splits_constrained_multi_objective_trials_as_optuna_does():
+    """The split into good and bad trials is memoized per ask: proposals stay Optuna's."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for seed in (0, 5):
+        ours, infeasible = _constrained_proposals(make_sampler("tpe", seed))
+        plain, _ = _constrained_proposals(optuna.samplers.TPESampler(seed=seed))
+        assert ours == plain
+        assert 10 < infeasible < 55  # both feasible and infeasible trials were split
