@@ -131,8 +131,13 @@ def open_read_only(url: str) -> Any:
     if mode != "mode=ro" and not _sqlite_readable(path, mode):
         raise UserError(f"cannot read the Optuna storage {path}: not an SQLite database "
                         "or unreadable")
-    return optuna.storages.RDBStorage(f"sqlite:///file:{path}?{mode}&uri=true",
-                                      skip_table_creation=True)
+    try:
+        return optuna.storages.RDBStorage(f"sqlite:///file:{path}?{mode}&uri=true",
+                                          skip_table_creation=True)
+    except optuna.exceptions.StorageInternalError:  # Optuna writes its version row if
+        # missing: the file exists but the driver has not created its tables yet
+        raise NoStorage(f"the Optuna storage at {path} is not set up yet (the search is "
+                        "starting)") from None
 
 
 def _sqlite_readable(path: str, mode: str) -> bool:

@@ -196,3 +196,20 @@ def test_hopeless_constraints_stop_early_and_say_why(tmp_path):
     meta = json.loads((run / "run.json").read_text())
     assert meta["last_stop"]["reason"] == "constraints"
     assert meta["last_stop"]["why"] in last
+
+
+def test_status_while_the_search_creates_its_storage(tmp_path):
+    """`nas status` between the database file's creation and its tables' (a search just
+    starting): an empty run, not a traceback (Optuna's reader tried to write its version
+    row into the read-only file; seen as a race in the two-node test)."""
+    import sqlite3
+
+    from nas.run.rundir import RunDir
+
+    run = RunDir.create(tmp_path / "run", yaml.safe_load(TINY.read_text()),
+                        optuna_study="tiny", storage=None, seed=0, budget="3trials")
+    sqlite3.connect(run.path / "optuna.db").execute("CREATE TABLE x (a INTEGER)").close()
+    proc = nas("status", str(run.path), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    status = json.loads(proc.stdout)
+    assert status["counts"]["total"] == 0 and "Traceback" not in proc.stderr
