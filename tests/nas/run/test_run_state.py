@@ -184,7 +184,8 @@ def test_hopeless_constraints_stop_early_and_say_why(tmp_path):
     path = tmp_path / "hopeless.yaml"
     path.write_text(yaml.safe_dump(study))
     run = tmp_path / "run"
-    proc = nas("search", str(path), "-o", str(run), "--budget", "200trials")
+    proc = nas("search", str(path), "-o", str(run), "--budget", "200trials",
+               "--executor", "local")
     assert proc.returncode == 2, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("nas search: error: stopped early: 0 of ")

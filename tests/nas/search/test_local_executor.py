@@ -44,10 +44,11 @@ def check_ledger(run_dir: Path, trials) -> None:
     assert len({(e.trial, e.attempt) for e in ledger.entries}) == len(ledger)
 
 
-def test_same_candidates_and_verdicts_whichever_executor(tmp_path):
+def test_same_candidates_and_verdicts_whichever_executor_and_resume_across(tmp_path):
     """One trial at a time, the same seed: Ray and the in-process executor ask the same
     sampler the same questions, so they evaluate the same architectures in the same order
-    and reach the same verdicts."""
+    and reach the same verdicts; and a search started in-process resumes on Ray, one
+    ledger across both."""
     pytest.importorskip("ray")
     runs = {}
     for executor in ("local", "ray"):
@@ -67,22 +68,16 @@ def test_same_candidates_and_verdicts_whichever_executor(tmp_path):
         if a.values is not None:
             assert a.values == pytest.approx(b.values, abs=1e-6)
 
-
-def test_a_local_search_resumes_on_ray_with_the_same_ledger(tmp_path):
-    pytest.importorskip("ray")
-    out = tmp_path / "run"
-    first = nas("search", str(TINY), "--executor", "local", "--budget", "3trials",
-                "-o", str(out))
-    assert first.returncode == 0, first.stderr[-3000:]
+    out = tmp_path / "local"
     assert not (out / "ray").exists() or not any((out / "ray").iterdir())  # no Ray ran
-    again = nas("search", "--resume", str(out), "--budget", "5trials")
+    again = nas("search", "--resume", str(out), "--budget", "9trials")
     assert again.returncode == 0, again.stderr[-3000:]
     trials = told(out)
-    assert sum(1 for t in trials if t.state.is_finished()) == 5
-    sessions = {t.user_attrs["session"] for t in trials if "session" in t.user_attrs}
-    assert sessions == {0, 1}
-    ids = [e.executor_id for e in Ledger(out / "ledger.jsonl").entries]
-    assert ids[0].startswith("local-") and not ids[-1].startswith("local-")
+    assert sum(1 for t in trials if t.state.is_finished()) == 9
+    assert len(json.loads((out / "run.json").read_text())["sessions"]) == 2
+    assert (out / "ray" / "session-1").is_dir()  # the resume ran on Ray
+    for entry in Ledger(out / "ledger.jsonl").entries:  # whoever ran each attempt says so
+        assert entry.executor_id.startswith("local-") == (entry.session == 0)
     check_ledger(out, trials)
 
 

@@ -44,7 +44,8 @@ def test_nas_search_reaches_the_random_fallback_at_any_seed(tmp_path, seed):
     run_dir = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "nas.cli", "search", str(two_architecture_study(tmp_path)),
-         "--seed", str(seed), "--budget", "30trials", "--out", str(run_dir), "--json"],
+         "--seed", str(seed), "--budget", "30trials", "--out", str(run_dir), "--json",
+         "--executor", "local"],  # the core's behaviour: no Ray needed
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
