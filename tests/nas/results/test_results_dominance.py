@@ -9,10 +9,11 @@ baseline only as `nas rank` measured it (RUN_DIR/rank.json): the same rule appli
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -34,11 +35,16 @@ def plain_run(tmp_path_factory):
     return out
 
 
-def cli(*argv: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "nas.cli", *argv], capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc
+def cli(*argv: str) -> SimpleNamespace:
+    """``nas ARGV`` through the CLI's entry point in this process (ten verbs a case:
+    a process each cost more than the verbs)."""
+    from nas.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    assert code == 0, err.getvalue()[-2000:]
+    return SimpleNamespace(stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def knee_and_rival(run) -> tuple[int, dict[str, float]]:
