@@ -1,5 +1,5 @@
-"""The study's TPE reads the trials once per ask (nas.search.propose._SnapshotTPE): it must
-propose exactly what Optuna's own TPE proposes, constant liar and running trials included,
+"""The study's TPE reads the trials once per ask (nas.search.snapshot_tpe.SnapshotTPE): it
+must propose exactly what Optuna's own TPE proposes, constant liar and running trials included,
 on a real SQLite storage (where the per-parameter re-reading cost 0.5 s per ask)."""
 
 from __future__ import annotations
