@@ -215,8 +215,7 @@ class SearchCore:
             self.stop_reason = "error"
             self._finish_interrupted(live, wall)  # not the candidate's fault: run it later
         elif outcome:
-            out = json.loads(outcome) if isinstance(outcome, str) else outcome
-            self._finish_outcome(live, out, wall)
+            self._finish_outcome(live, json.loads(outcome), wall)  # both executors: JSON
         elif live.stopped:
             self._finish_stopped(live, wall)
         else:  # ended without a verdict: the search itself was stopped

@@ -27,11 +27,11 @@ from ..run.ledger import Ledger
 from ..run.rundir import RunDir, default_run_dir
 from ..run.storage import open_storage
 from ..run.summary import SearchSummary, run_study, summarize
-from ..study import Study, load_study
+from ..study import SEED_MAX, Study, load_study
 from .asha import AshaRule
 from .core import SearchCore
 from .local import run_in_process, training_trial
-from .preflight import SEED_MAX, budget_notes, check_new_total, check_seed, on_device
+from .preflight import budget_notes, check_new_total, check_seed, on_device
 from .progress import Progress
 from .propose import enqueue_baselines, make_sampler
 

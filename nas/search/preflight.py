@@ -11,7 +11,6 @@ from ..errors import UserError
 from ..run.rundir import RunDir
 from ..run.summary import run_spent
 from ..study import (
-    SEED_MAX,  # noqa: F401 - for nas.search.driver
     Study,
     seed_value,
     user_errors,
