@@ -121,6 +121,14 @@ class SearchCore:
     # ------------------------------------------------------------------ proposing
     def propose(self, slot: str) -> dict[str, Any] | str | None:
         """The config of the next trial to run in ``slot``, or WAIT, or FINISHED."""
+        try:
+            return self._propose(slot)
+        finally:  # what a worker will run, or a twin waits with, is in the database first
+            flush = getattr(self.optuna._storage, "flush", None)
+            if flush is not None:
+                flush()
+
+    def _propose(self, slot: str) -> dict[str, Any] | str | None:
         if self.stop_reason is not None:
             return FINISHED
         if self._hopeless_after is None:  # a space smaller than MIN_VERDICTS: all of it

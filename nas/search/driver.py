@@ -170,6 +170,8 @@ def _open_study(run: RunDir, study: Study, sampler_seed: int, with_baselines: bo
     session, the study's baselines enqueued once."""
     import optuna
 
+    from ..run.sole_writer import SoleWriterStorage
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     meta = run.meta()
     try:
@@ -179,7 +181,8 @@ def _open_study(run: RunDir, study: Study, sampler_seed: int, with_baselines: bo
         raise UserError(f"study.sampler.options: {err}") from None
     try:
         ostudy = optuna.create_study(
-            study_name=meta["optuna_study"], storage=open_storage(run.storage_url()),
+            study_name=meta["optuna_study"],
+            storage=SoleWriterStorage(open_storage(run.storage_url())),
             sampler=sampler, directions=[o.direction for o in study.objectives],
             load_if_exists=True)
     except Exception as err:  # noqa: BLE001 - a bad URL / unreachable database is the user's

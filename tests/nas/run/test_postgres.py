@@ -273,3 +273,25 @@ def test_concurrent_first_opens_of_an_empty_database(pg_server):
         assert len(set(ids)) == 4
         names = {s.study_name for s in optuna.get_all_study_summaries(url)}
         assert names == {"s0", "s1", "s2", "s3"}
+
+
+def test_the_drivers_storage_equals_the_database_on_postgres(pg_server):
+    """SoleWriterStorage's batched writes (PostgreSQL's upsert) read back as written."""
+    from nas.run.sole_writer import SoleWriterStorage
+    from nas.run.storage import open_storage
+    from tests.nas.run.test_sole_writer import _comparable, _drive
+
+    with _fresh_database(pg_server) as url:
+        study = optuna.create_study(storage=SoleWriterStorage(open_storage(url)),
+                                    study_name="sole")
+        _drive(study)
+        trial = study.get_trials(deepcopy=False)[-1]
+        study._storage.set_trial_user_attr(trial._trial_id, "hash", "a")
+        study._storage.flush()
+        study._storage.set_trial_user_attr(trial._trial_id, "hash", "b")  # an update
+        study._storage.flush()
+        mine = [_comparable(t) for t in study.get_trials()]
+        theirs = optuna.load_study(study_name="sole", storage=open_storage(url)).get_trials()
+        assert mine == [_comparable(t) for t in theirs]
+        assert theirs[-1].user_attrs["hash"] == "b" and len(theirs) == 7
+        study._storage._backend.engine.dispose()

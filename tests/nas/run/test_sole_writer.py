@@ -1,0 +1,122 @@
+"""SoleWriterStorage: the driver's view of its study equals the database's, writes of one
+trial are batched until its state changes or the driver flushes, and Optuna's checks
+(finished trials, distribution changes) still hold."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from sqlalchemy import event
+
+from nas.run.sole_writer import SoleWriterStorage
+from nas.run.storage import open_storage
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _comparable(t: optuna.trial.FrozenTrial) -> tuple:
+    return (t.number, t.state, t.values, t.params, t.distributions, t.user_attrs,
+            t.system_attrs, t.intermediate_values)
+
+
+@pytest.fixture
+def url(tmp_path):
+    return f"sqlite:///{tmp_path / 'optuna.db'}"
+
+
+def _drive(study: optuna.Study) -> None:
+    """Asks, suggests, attributes, reports, tells of every state, and enqueues."""
+    study.enqueue_trial({"x": 0.5, "op": "b"}, user_attrs={"kind": "baseline"})
+    for i in range(6):
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.suggest_categorical("op", ["a", "b", "c"])
+        trial.suggest_int("depth", 1, 4)
+        trial.set_user_attr("hash", f"h{i}")
+        trial.set_user_attr("curve", [0.1 * i, (0.1, "tuple")])
+        trial.storage.set_trial_system_attr(trial._trial_id, "sys", {"i": i})
+        trial.report(0.5 + i, step=1)
+        trial.set_user_attr("hash", f"h{i}-final")  # the last value of a key wins
+        state = [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                 optuna.trial.TrialState.FAIL][i % 3]
+        study.tell(trial, float(i) if state == optuna.trial.TrialState.COMPLETE else None,
+                   state=state)
+    study.ask().suggest_float("x", 0.0, 1.0)  # left RUNNING
+
+
+def test_the_driver_sees_what_the_database_holds(url):
+    study = optuna.create_study(storage=SoleWriterStorage(open_storage(url)),
+                                study_name="s")
+    _drive(study)
+    study._storage.flush()
+    mine = study.get_trials(deepcopy=False)
+    theirs = optuna.load_study(study_name="s", storage=open_storage(url)).get_trials()
+    assert [_comparable(t) for t in mine] == [_comparable(t) for t in theirs]
+    assert len(mine) == 7 and mine[0].user_attrs["kind"] == "baseline"
+    assert mine[0].params == {"x": 0.5, "op": "b"} | {"depth": mine[0].params["depth"]}
+    assert mine[1].user_attrs["curve"] == [0.1, [0.1, "tuple"]]  # as JSON stores it
+    assert mine[-1].state == optuna.trial.TrialState.RUNNING
+
+
+def test_a_reopened_study_reads_everything_back(url):
+    study = optuna.create_study(storage=SoleWriterStorage(open_storage(url)),
+                                study_name="s")
+    _drive(study)
+    study._storage.flush()
+    before = [_comparable(t) for t in study.get_trials()]
+    again = optuna.load_study(study_name="s", storage=SoleWriterStorage(open_storage(url)))
+    assert [_comparable(t) for t in again.get_trials()] == before
+
+
+def test_a_trials_writes_reach_the_database_in_one_commit_before_its_state(url):
+    storage = open_storage(url)
+    commits = []
+    event.listen(storage.engine, "commit", lambda conn: commits.append(1))
+    study = optuna.create_study(storage=SoleWriterStorage(storage), study_name="s")
+    study.ask().suggest_float("x", 0.0, 1.0)  # first sight of "x": checked by the database
+    reader = optuna.load_study(study_name="s", storage=open_storage(url))
+
+    trial = study.ask()
+    commits.clear()
+    for name in "abcdefgh":
+        trial.suggest_categorical(name, ["p", "q"])  # first sight: one commit each
+    trial2 = study.ask()
+    commits.clear()
+    for name in "abcdefgh":
+        trial2.suggest_categorical(name, ["p", "q"])
+    for key in range(10):
+        trial2.set_user_attr(f"k{key}", key)
+    assert commits == []  # buffered
+    assert reader.get_trials()[2].params == {}  # not yet in the database
+    study._storage.flush()
+    assert len(commits) == 1
+    assert set(reader.get_trials()[2].params) == set("abcdefgh")
+    assert reader.get_trials()[2].user_attrs["k9"] == 9
+    trial2.set_user_attr("k9", "again")  # a key already in the database is updated
+    study._storage.flush()
+    assert reader.get_trials()[2].user_attrs["k9"] == "again"
+
+    trial3 = study.ask()
+    trial3.suggest_float("x", 0.0, 1.0)
+    trial3.set_user_attr("status", "ok")
+    commits.clear()
+    study.tell(trial3, 1.0)
+    # the buffered writes, the state and values, the read-back of the told trial
+    assert len(commits) == 3
+    told = reader.get_trials()[3]
+    assert told.state == optuna.trial.TrialState.COMPLETE and told.value == 1.0
+    assert told.user_attrs["status"] == "ok" and math.isfinite(told.params["x"])
+
+
+def test_optunas_checks_still_hold(url):
+    study = optuna.create_study(storage=SoleWriterStorage(open_storage(url)),
+                                study_name="s")
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    study.tell(trial, 1.0)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        study._storage.set_trial_user_attr(trial._trial_id, "late", 1)
+    with pytest.raises(ValueError, match="[Cc]annot set different distribution"):
+        study.ask().suggest_categorical("x", ["a", "b"])  # "x" was a float
