@@ -3,9 +3,9 @@ per ask (a driver feeding many workers asks thousands of times; see the class)."
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.samplers._tpe.sampler import (
     _split_trials,
@@ -40,6 +40,7 @@ class SnapshotTPE(optuna.samplers.TPESampler):
     Optuna's, constrained multi-objective included, and fails if a new Optuna diverges."""
 
     _split_memo: tuple | None = None  # (study id, asked trial number, trials, split)
+    _reprs: dict | None = None  # (study id, param) -> {trial number: (trial, value)}
 
     def sample_independent(self, study, trial, param_name, param_distribution):
         return super().sample_independent(_Snapshot(study), trial, param_name,
@@ -60,23 +61,53 @@ class SnapshotTPE(optuna.samplers.TPESampler):
         return ret
 
     def _split(self, study, trial) -> tuple[list, list]:
-        """TPESampler._sample's split of the trials into below and above, memoized."""
+        """TPESampler._sample's split of the trials into below and above, memoized: the
+        per-ask snapshot (one list object, replaced by the next ask or tell) and the
+        asked trial identify it."""
+        snapshot = study._get_trials(deepcopy=False, states=None)
+        memo = self._split_memo
+        if (memo is not None and memo[:2] == (study._study_id, trial.number)
+                and memo[2] is snapshot):
+            return memo[3]
         states = [TrialState.COMPLETE, TrialState.PRUNED]
         if self._constant_liar:
             states.append(TrialState.RUNNING)
-        trials = [t for t in study._get_trials(deepcopy=False, states=states)
-                  if not (self._constant_liar and t.number == trial.number)]
-        memo = self._split_memo
-        if (memo is not None and memo[:2] == (study._study_id, trial.number)
-                and len(memo[2]) == len(trials) and all(map(operator.is_, memo[2], trials))):
-            return memo[3]
+        trials = [t for t in snapshot if t.state in states
+                  and not (self._constant_liar and t.number == trial.number)]
         if self._gamma is None:
             self._gamma = (default_gamma if len(study.directions) <= 1
                            else default_gamma_multiobjective)
         n = sum(t.state != TrialState.RUNNING for t in trials)  # Ignore running trials.
         split = _split_trials(study, trials, self._gamma(n))
-        self._split_memo = (study._study_id, trial.number, trials, split)
+        self._split_memo = (study._study_id, trial.number, snapshot, split)
         return split
+
+
+    def _get_internal_repr(self, trials, search_space, study):
+        """Optuna's, with each trial's value of the parameter kept from one ask to the
+        next (they are the same trial objects until the trial changes; a changed trial
+        is a new object, so it is converted again). Optuna converts every trial's value
+        again for every parameter of every ask: 57% of an ask at 4,400 trials."""
+        if len(search_space) != 1 or self._is_multivariate(study):
+            return super()._get_internal_repr(trials, search_space, study)
+        ((name, dist),) = search_space.items()
+        if self._reprs is None:
+            self._reprs = {}
+        known = self._reprs.setdefault((study._study_id, name), {})
+        values = []
+        for trial in trials:
+            hit = known.get(trial.number)
+            if hit is None or hit[0] is not trial:
+                params = trial.params
+                hit = known[trial.number] = (
+                    trial, dist.to_internal_repr(params[name]) if name in params else _ABSENT)
+            if hit[1] is not _ABSENT:
+                values.append(hit[1])
+        return {name: np.asarray(values)}
+
+
+#: a trial without the parameter (a branch of the space it did not take)
+_ABSENT = object()
 
 
 class _Snapshot:

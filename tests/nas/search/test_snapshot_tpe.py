@@ -83,3 +83,32 @@ def test_snapshot_tpe_splits_constrained_multi_objective_trials_as_optuna_does()
         plain, _ = _constrained_proposals(optuna.samplers.TPESampler(seed=seed))
         assert ours == plain
         assert 10 < infeasible < 55  # both feasible and infeasible trials were split
+
+
+def _driver_proposals(sampler, storage) -> list[dict]:
+    """The driver's way: a conditional space, trials kept running, told in turns."""
+    study = optuna.create_study(storage=storage, sampler=sampler,
+                                directions=["maximize", "minimize"])
+    running, seen = [], []
+    for i in range(45):
+        trial = study.ask()
+        seen.append(_suggest(trial))
+        running.append((trial, seen[-1]))
+        if i % 3 == 2:
+            _tell(study, *running.pop(0))
+    return seen
+
+
+def test_through_the_drivers_storage_proposals_stay_optunas(tmp_path):
+    """The driver's storage hands the sampler new trial objects only when a trial changes;
+    the values the study's TPE keeps per trial object must follow those changes."""
+    from nas.run.sole_writer import SoleWriterStorage
+    from nas.run.storage import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ours = _driver_proposals(make_sampler("tpe", 5),
+                             SoleWriterStorage(open_storage(f"sqlite:///{tmp_path / 'a.db'}")))
+    plain = _driver_proposals(optuna.samplers.TPESampler(seed=5),
+                              f"sqlite:///{tmp_path / 'b.db'}")
+    assert ours == plain
+    assert sum("heads" in p for p in ours) >= 3  # the conditional branch was taken
