@@ -53,6 +53,19 @@ def _tell(study, trial, p: dict) -> None:
     study.tell(trial, [p["w"] * p["d"] / 256 + p["lr"], size])
 
 
+def _ask_keeping_some_running(study, *, asks: int, tell_every: int) -> list[dict]:
+    """The driver's way: each ask's candidate starts; one of the oldest running trials is
+    told every ``tell_every`` asks (the liar's case). The proposals, in order."""
+    running, seen = [], []
+    for i in range(asks):
+        trial = study.ask()
+        seen.append(_suggest(trial))
+        running.append((trial, seen[-1]))
+        if i % tell_every == tell_every - 1:
+            _tell(study, *running.pop(0))
+    return seen
+
+
 def _constrained_proposals(sampler) -> tuple[list[dict], int]:
     """12 asks after 60 told random trials with constraints, two objectives and a few
     trials kept running (the liar's case): the below/above split decides the proposals.
@@ -63,13 +76,7 @@ def _constrained_proposals(sampler) -> tuple[list[dict], int]:
         trial = study.ask()
         _tell(study, trial, _suggest(trial))
     study.sampler = sampler
-    running, seen = [], []
-    for i in range(12):
-        trial = study.ask()
-        seen.append(_suggest(trial))
-        running.append((trial, seen[-1]))
-        if i % 2 == 1:
-            _tell(study, *running.pop(0))
+    seen = _ask_keeping_some_running(study, asks=12, tell_every=2)
     infeasible = sum(any(v > 0 for v in t.constraints.values())
                      for t in study.get_trials(states=[optuna.trial.TrialState.COMPLETE]))
     return seen, infeasible
@@ -86,17 +93,9 @@ def test_snapshot_tpe_splits_constrained_multi_objective_trials_as_optuna_does()
 
 
 def _driver_proposals(sampler, storage) -> list[dict]:
-    """The driver's way: a conditional space, trials kept running, told in turns."""
     study = optuna.create_study(storage=storage, sampler=sampler,
                                 directions=["maximize", "minimize"])
-    running, seen = [], []
-    for i in range(45):
-        trial = study.ask()
-        seen.append(_suggest(trial))
-        running.append((trial, seen[-1]))
-        if i % 3 == 2:
-            _tell(study, *running.pop(0))
-    return seen
+    return _ask_keeping_some_running(study, asks=45, tell_every=3)
 
 
 def test_through_the_drivers_storage_proposals_stay_optunas(tmp_path):
