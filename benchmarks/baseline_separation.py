@@ -1,6 +1,6 @@
 """Do the digit-scenes baselines separate by more than the seed noise?
 
-Trains each model (``--models``: studies/baselines/ names) for each seed under the
+Trains each model (``--models``: studies/baselines/ names, or spec files) for each seed under the
 study's proxy with ``nas.evaluate.trial.evaluate_candidate`` (one torch thread, as a search
 trial), whatever the study's constraints say (baselines are comparisons: trained to the
 full proxy, never checked out), on each construction of the data (``--tasks``: the
@@ -116,7 +116,8 @@ def main() -> None:
     args = ap.parse_args()
 
     base = load_study(STUDY)
-    models = args.models or [Path(b).stem for b in base.baselines]
+    named = {Path(m).stem: m for m in args.models or []}  # a name, or a spec file's path
+    models = list(named) or [Path(b).stem for b in base.baselines]
     training = json.loads(json.dumps(dataclasses.asdict(base.training)))  # as stored
     done: dict[tuple, dict] = {}
     for path in [*args.reuse, args.out]:
@@ -146,7 +147,8 @@ def main() -> None:
                 if args.no_train:
                     continue
                 data = data or load_data(study.data)
-                spec = ROOT / "studies" / "baselines" / f"{model}.yaml"
+                spec = (Path(named[model]) if named.get(model, "").endswith(".yaml")
+                        else ROOT / "studies" / "baselines" / f"{model}.yaml")
                 cpu0 = time.process_time()
                 out = evaluate_candidate(str(spec), study, seed=seed, device="cpu",
                                          data=data)
@@ -154,6 +156,8 @@ def main() -> None:
                              "accuracy": out.metrics.get("accuracy"),
                              "params": out.metrics.get("params"),
                              "latency_ms": out.metrics.get("latency_ms"),
+                             **{k: out.metrics.get(k) for k in (
+                                 "latency_p10_ms", "macs", "memory_est_mb")},
                              "wall_s": out.wall_s, "cpu_s": time.process_time() - cpu0,
                              "load_average_1": os.getloadavg()[0]})
                 print(f"{task:13s} {model:26s} seed {seed} {out.status} acc "

@@ -31,8 +31,8 @@ from __future__ import annotations
 import copy
 import json
 import sqlite3
-from importlib import import_module
 from collections.abc import Sequence
+from importlib import import_module
 from typing import Any
 
 from optuna import distributions

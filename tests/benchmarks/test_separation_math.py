@@ -45,3 +45,49 @@ def test_tags_name_the_attention_kind_and_its_map_side():
                 {"type": "eaa", "attention": "linformer", "heads": 2}, {"type": "basic"}]},
             {"channels": 32, "stride": 2, "blocks": [{"type": "cvt", "heads": 2}]}]})
     assert sc.tags(spec) == {"aa:full@32", "eaa:linformer@16", "basic@16", "cvt@8"}
+
+
+def _separation_file(path: Path, training: dict, runs: list[tuple]) -> Path:
+    import json
+
+    path.write_text(json.dumps({"training": training, "tasks": {"study": {"runs": [
+        {"model": m, "seed": s, "accuracy": a} for m, s, a in runs]}}}))
+    return path
+
+
+def test_attention_kinds_reads_accuracies_of_one_proxy_only(tmp_path):
+    import attention_kinds as ak
+
+    proxy = {"epochs": 2, "batch_size": 64, "compile": False}
+    a = _separation_file(tmp_path / "a.json", {"epochs": 2, "batch_size": 64},
+                         [("aa-resnet-scenes", 0, 0.6), ("resnet-scenes", 0, 0.7),
+                          ("aa-full-scenes", 1, None)])
+    b = _separation_file(tmp_path / "b.json", proxy,  # compile: False == absent
+                         [("aa-full-scenes", 0, 0.5), ("aa-resnet-scenes", 0, 0.65)])
+    found = ak.accuracies([a, b])
+    assert found == {"aa-resnet-scenes": {0: 0.65}, "aa-full-scenes": {0: 0.5}}
+    c = _separation_file(tmp_path / "c.json", {**proxy, "epochs": 40}, [])
+    with pytest.raises(SystemExit, match="another proxy"):
+        ak.accuracies([a, c])
+
+
+def test_attention_kind_variants_change_only_the_kind():
+    import attention_kinds as ak
+
+    from search_space import load_spec
+
+    base = load_spec(ak.NETWORKS["aa-resnet-scenes"][1]).to_dict()
+    for name in ("aa-full-scenes", "aa-linear-scenes"):
+        variant = load_spec(ak.NETWORKS[name][1]).to_dict()
+        kind = name.split("-")[1]
+        assert variant["name"] == name
+        swapped = _with_attention(base, "relative", kind)
+        assert {k: v for k, v in variant.items() if k not in ("name", "meta")} == \
+            {k: v for k, v in swapped.items() if k not in ("name", "meta")}
+
+
+def _with_attention(spec: dict, old: str, new: str) -> dict:
+    import json
+
+    return json.loads(json.dumps(spec).replace(f'"attention": "{old}"',
+                                               f'"attention": "{new}"'))
