@@ -1,8 +1,8 @@
 """Do the digit-scenes baselines separate by more than the seed noise?
 
-Trains each model (``--models``: studies/baselines/ names, or spec files) for each seed under the
-study's proxy with ``nas.evaluate.trial.evaluate_candidate`` (one torch thread, as a search
-trial), whatever the study's constraints say (baselines are comparisons: trained to the
+Trains each model (``--models``: studies/baselines/ names, or spec files) for each seed
+under the study's proxy with ``nas.evaluate.trial.evaluate_candidate`` (one torch thread,
+as a search trial), whatever the study's constraints say (baselines are comparisons: trained to the
 full proxy, never checked out), on each construction of the data (``--tasks``: the
 study's own ``data.scenes``, or a candidate of :data:`CANDIDATES` replacing it).
 

@@ -113,9 +113,8 @@ class SoleWriterStorage(_CachedStorage):
     def _buffer(self, trial_id: int, kind: str, key: Any, value: Any) -> None:
         with self._lock:
             trial = self._cached(trial_id)
-        if trial is None:  # not this driver's trial: write through
-            self._write({trial_id: {(kind, key): value}})
-            return
+        if trial is None:  # as Optuna's storages say of an unknown trial
+            raise KeyError(f"no trial with id {trial_id}")
         self.check_trial_is_updatable(trial_id, trial.state)
         self._pending.setdefault(trial_id, {})[(kind, key)] = value
         self._patch(trial_id, kind, key, value)

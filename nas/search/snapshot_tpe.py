@@ -32,15 +32,16 @@ class SnapshotTPE(optuna.samplers.TPESampler):
     parameter of one ask, yet Optuna recomputes it per parameter: with constraints that
     re-parses every trial's system attrs (``FrozenTrial.constraints``) and re-ranks the
     objectives, 2/3 of an ask's time at 1,500 trials (README, "Driver at cluster scale").
-    ``_sample`` is therefore Optuna 5.0's own, with the split memoized while the asked
-    trial and the very trial objects read are unchanged (a tell re-reads the trials, so a
-    stale split cannot be reused). Optuna computes the split inline in ``_sample``, with
-    no hook to cache it, hence the copy of its ~15 lines rather than a patch of Optuna's
-    module; tests/nas/search/test_snapshot_tpe.py checks the proposals stay
-    Optuna's, constrained multi-objective included, and fails if a new Optuna diverges."""
+    ``_sample`` is therefore Optuna 5.0's own, with the split memoized for the asked trial
+    and the per-ask snapshot it was computed from (the next ask or tell replaces the
+    snapshot, so a stale split cannot be reused). Each trial's value of a parameter is
+    also kept from one ask to the next (``_get_internal_repr``). Optuna computes the
+    split inline in ``_sample``, with no hook to cache it, hence the copy of its ~15
+    lines rather than a patch of Optuna's module; tests/nas/search/test_snapshot_tpe.py
+    checks the proposals stay Optuna's, constrained multi-objective and the driver's
+    storage included, and fails if a new Optuna diverges."""
 
     _split_memo: tuple | None = None  # (study id, asked trial number, trials, split)
-    _reprs: dict | None = None  # (study id, param) -> {trial number: (trial, value)}
 
     def sample_independent(self, study, trial, param_name, param_distribution):
         return super().sample_independent(_Snapshot(study), trial, param_name,
@@ -82,7 +83,6 @@ class SnapshotTPE(optuna.samplers.TPESampler):
         self._split_memo = (study._study_id, trial.number, snapshot, split)
         return split
 
-
     def _get_internal_repr(self, trials, search_space, study):
         """Optuna's, with each trial's value of the parameter kept from one ask to the
         next (they are the same trial objects until the trial changes; a changed trial
@@ -91,8 +91,8 @@ class SnapshotTPE(optuna.samplers.TPESampler):
         if len(search_space) != 1 or self._is_multivariate(study):
             return super()._get_internal_repr(trials, search_space, study)
         ((name, dist),) = search_space.items()
-        if self._reprs is None:
-            self._reprs = {}
+        if "_reprs" not in self.__dict__:  # (study id, param) -> {number: (trial, value)}
+            self._reprs: dict[tuple, dict] = {}
         known = self._reprs.setdefault((study._study_id, name), {})
         values = []
         for trial in trials:

@@ -118,5 +118,7 @@ def test_optunas_checks_still_hold(url):
     study.tell(trial, 1.0)
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         study._storage.set_trial_user_attr(trial._trial_id, "late", 1)
+    with pytest.raises(KeyError):  # a trial this study never had
+        study._storage.set_trial_user_attr(trial._trial_id + 1000, "k", 1)
     with pytest.raises(ValueError, match="[Cc]annot set different distribution"):
         study.ask().suggest_categorical("x", ["a", "b"])  # "x" was a float
