@@ -29,6 +29,9 @@ from pathlib import Path
 WHEELS = (
     "optuna==5.0.0", "alembic", "sqlalchemy", "greenlet", "mako", "colorlog",
     "ray==2.60.0", "jsonschema", "jsonschema-specifications", "referencing", "rpds-py",
+    # Ray Train v2 (on by default, imported by Ray Tune's function trainable) needs pydantic
+    "pydantic==2.14.4", "pydantic-core==2.50.5", "annotated-types", "typing-inspection",
+    "typing-extensions==4.16.0",  # pydantic needs >= 4.16, newer than some images hold
 )  # not plotly (9 MiB): only `--interactive` HTML plots import it, and gpu_check draws none
 #: what a Python-only Ray never loads.
 RAY_DROP = ("ray/jars/",)

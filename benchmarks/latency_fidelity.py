@@ -362,6 +362,8 @@ def main(argv: list[str] | None = None) -> None:
     result["load_average_1_5_15_end"] = _load()
     result["summary"] = summarize(result["rows"])
     stem = args.out or RESULTS / f"latency_fidelity_{dev.type}"
+    if stem.suffix in (".json", ".png"):  # a file name given for the stem: one .json, not two
+        stem = stem.with_suffix("")
     stem.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{stem}.json").write_text(json.dumps(result, indent=1, default=str))
     plot(result, Path(f"{stem}.png"))

@@ -19,10 +19,14 @@ downloaded):
   (shuffle, ``--workers``, pinned memory on CUDA) and a plain fp32 loop.
 
 ``imgs_per_s`` = training images / wall seconds of the training steps (data loading
-included, evaluation excluded), per seed; ``ratio`` = toolkit / reference (median over
-seeds). Accuracy: both models on the same held-out ``test_batch`` after the fixed number
-of steps. torchvision's CIFAR10 checks the md5 of the official files, which data written
-here cannot match, so both loops read the files through a subclass that skips that
+included, evaluation excluded), per seed, after an untimed warm-up run of each loop
+(``--warmup-steps``, 10 on CUDA: the first steps autotune cuDNN, ~10x slower);
+``ratio`` = toolkit / reference (median over seeds). Accuracy: both models on the same
+held-out ``test_batch`` after the fixed number of steps, each normalised as its training
+inputs were (the toolkit with the training split's own channel statistics, the
+reference with CIFAR-10's). torchvision's CIFAR10 checks the md5 of the official files,
+which data written here cannot match, so both loops read the files through a subclass
+that skips that
 check (the toolkit's own loader would refuse them, rightly, as corrupted).
 
 Writes benchmarks/results/train_throughput_cpu.{json,png} (``--device cuda``:
@@ -52,6 +56,7 @@ MODELS = ("resnet18-cifar", "aa-resnet18-cifar", "eaanet-concat-longformer")
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 LR, MOMENTUM, WEIGHT_DECAY = 0.05, 0.9, 5e-4
+WARMUP_SEED = 9_999  # the untimed warm-up run's seed, apart from the timed ones
 #: (batch, steps, train images, test images, workers) per device when not given.
 DEFAULTS = {"cpu": (32, 8, 1024, 256, 0), "cuda": (256, 120, 25_000, 5_000, 6)}
 
@@ -120,7 +125,8 @@ def _model(name: str, seed: int) -> torch.nn.Module:
 
 def toolkit_loop(name: str, root: Path, args: Any, seed: int, device: torch.device):
     """nas.evaluate.data's CIFAR split (the loader's own bundling code after reading the files)
-    trained by nas.evaluate.train.train for ``args.steps`` steps; (model, images/s, precision)."""
+    trained by nas.evaluate.train.train for ``args.steps`` steps; (model, images/s,
+    precision, (mean, std) the inputs were normalised with)."""
     from nas.evaluate.data import _tensor_bundle
     from nas.evaluate.train import train
     from nas.study import DataConfig, TrainingConfig
@@ -138,7 +144,10 @@ def toolkit_loop(name: str, root: Path, args: Any, seed: int, device: torch.devi
     model = _model(name, seed)
     result = train(model, bundle, cfg, device=device, seed=seed)
     steps = result.history[0]["steps"]
-    return model, steps * args.batch / result.history[0]["train_epoch_s"], result.precision
+    # the toolkit normalises with the training split's own statistics, not CIFAR's
+    norm = (bundle.train.mean.flatten(), bundle.train.std.flatten())
+    return (model, steps * args.batch / result.history[0]["train_epoch_s"],
+            result.precision, norm)
 
 
 def reference_loop(name: str, root: Path, args: Any, seed: int, device: torch.device):
@@ -172,18 +181,19 @@ def reference_loop(name: str, root: Path, args: Any, seed: int, device: torch.de
             if steps >= args.steps:
                 break
     float(loss.detach())  # waits for the device
-    return model, steps * args.batch / (time.perf_counter() - start), "fp32"
+    norm = (torch.tensor(CIFAR_MEAN), torch.tensor(CIFAR_STD))
+    return model, steps * args.batch / (time.perf_counter() - start), "fp32", norm
 
 
 def test_accuracy(model: torch.nn.Module, root: Path, device: torch.device,
-                  precision: str) -> float:
+                  precision: str, norm: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """Accuracy on ``test_batch``, normalised as the model's training inputs were."""
     from nas.evaluate.data import TensorData
     from nas.evaluate.train import evaluate
 
     ds = unchecked_cifar10()(str(root), train=False)
     x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
-    test = TensorData(x, torch.tensor(ds.targets), torch.tensor(CIFAR_MEAN),
-                      torch.tensor(CIFAR_STD), scale=1 / 255)
+    test = TensorData(x, torch.tensor(ds.targets), *norm, scale=1 / 255)
     acc, _ = evaluate(model, test, device=device, batch_size=256, precision=precision,
                       channels_last=device.type == "cuda")
     return acc
@@ -231,6 +241,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--workers", type=int, default=None,
                     help="reference DataLoader workers (default: 0 on CPU, 6 on CUDA)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--warmup-steps", type=int, default=None,
+                    help="untimed steps of each loop before its timed seeds (default: 10 "
+                         "on CUDA, where the first steps autotune cuDNN; 0 on CPU)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads on CPU")
     ap.add_argument("--compile", action="store_true", help="torch.compile the toolkit's model")
     ap.add_argument("--json", action="store_true", help="print the JSON object")
@@ -244,6 +257,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.batch = args.batch or batch
     args.steps = args.steps or steps
     args.workers = workers if args.workers is None else args.workers
+    if args.warmup_steps is None:
+        args.warmup_steps = 10 if args.device == "cuda" else 0
     n_train = args.train_images or max(n_train, args.batch * 2)
     n_test = args.test_images or n_test
     device = torch.device(args.device)
@@ -261,10 +276,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             row: dict[str, Any] = {}
             for loop_name, loop in (("toolkit", toolkit_loop), ("reference", reference_loop)):
                 rates, accs = [], []
+                if args.warmup_steps:  # untimed: cuDNN's autotuning, allocator, workers
+                    loop(name, root, argparse.Namespace(**{**vars(args),
+                                                           "steps": args.warmup_steps}),
+                         WARMUP_SEED, device)
                 for seed in args.seeds:
-                    model, rate, precision = loop(name, root, args, seed, device)
+                    model, rate, precision, norm = loop(name, root, args, seed, device)
                     rates.append(rate)
-                    accs.append(test_accuracy(model, root, device, precision))
+                    accs.append(test_accuracy(model, root, device, precision, norm))
                     print(f"{name:26s} {loop_name:9s} seed {seed}: {rate:8.1f} img/s, "
                           f"test accuracy {accs[-1]:.3f} ({precision})", file=sys.stderr,
                           flush=True)
@@ -285,6 +304,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "torch": torch.__version__, "cuda": torch.version.cuda,
         "batch": args.batch, "steps": args.steps, "train_images": n_train,
         "test_images": n_test, "seeds": args.seeds, "workers": args.workers,
+        "warmup_steps": args.warmup_steps,
         "threads": torch.get_num_threads() if device.type == "cpu" else None,
         "compile": args.compile, "load_average_1_5_15": list(os.getloadavg()),
         "cpu_count": os.cpu_count(),

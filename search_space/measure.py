@@ -285,6 +285,8 @@ def _measure_memory(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
                     dev: torch.device, precision: str) -> dict[str, Any]:
     model.train()
     if dev.type == "cuda":
+        # blocks cached before (another model's) would count in the reserved peak
+        torch.cuda.empty_cache()
         _train_step(model, opt, x, dev, precision)  # warm-up: workspaces, optimizer state
         opt.zero_grad(set_to_none=True)
         torch.cuda.synchronize(dev)

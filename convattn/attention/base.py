@@ -46,13 +46,30 @@ def to_tokens(x: torch.Tensor) -> torch.Tensor:
 
 
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``F.scaled_dot_product_attention`` on (B, Nh, N, d) tokens, made contiguous first.
+    """``F.scaled_dot_product_attention`` on (B, Nh, N, d) tokens, with row-major strides.
 
     ``to_tokens`` returns a transposed view (last-dim stride N); PyTorch only picks a fused
     (flash / memory-efficient) kernel for inputs with a unit last-dim stride and otherwise
     falls back to the math path that materialises the whole N x N logits tensor.
     """
-    return F.scaled_dot_product_attention(q.contiguous(), k.contiguous(), v.contiguous())
+    return F.scaled_dot_product_attention(dense(q), dense(k), dense(v))
+
+
+def dense(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with the strides of a fresh row-major tensor of its shape (copied if needed).
+
+    ``contiguous()`` is not enough: a view with a size-1 dimension counts as contiguous
+    whatever that dimension's stride is, and one key token (a 2x2 map pooled by
+    ``kv_stride`` 2) leaves stride 1 there, which CUDA's memory-efficient kernel rejects
+    ("key is not correctly aligned (strideM)"; seen on an H100 for ATC candidates).
+    """
+    canonical, step = [], 1
+    for size in reversed(x.shape):
+        canonical.append(step)
+        step *= max(size, 1)
+    if x.stride() == tuple(reversed(canonical)):
+        return x
+    return x.clone(memory_format=torch.contiguous_format)
 
 
 def from_tokens(x: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -33,6 +33,7 @@ from torch import nn
 
 from ..study import Study
 from ..study.sections import judged_value
+from .gpu_share import oom_context, release
 
 MIB = 2**20
 #: the violation recorded for memory when a measurement ran out of memory but the
@@ -154,11 +155,11 @@ def run_checks(spec: Any, study: Study, model: nn.Module | None = None, *,
     except Exception as err:  # noqa: BLE001 - only OOM is ours to classify; re-raise the rest
         if not is_oom(err):
             raise
-        _release(device)
+        release(device)
         over = max(est["memory_est_mb"] - limits.get("memory_mb", 0.0), OOM_MIN_OVER_MB)
         result.violations = {"memory_mb": float(over)}
         result.oom = True
-        result.message = f"out of memory during the checks: {_first_line(err)}"
+        result.message = f"out of memory during the checks{oom_context()}: {_first_line(err)}"
         result.check_s = time.perf_counter() - start
         return result
     result.measured = True
@@ -182,11 +183,6 @@ def _host_headroom() -> float:
     """A quarter of the host memory available now, in bytes: an estimate above it makes
     a host OOM plausible enough to take the real training step in the checks."""
     return 0.25 * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def _release(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
 
 
 def _first_line(err: BaseException) -> str:

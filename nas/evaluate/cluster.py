@@ -9,7 +9,10 @@ A study's ``resources`` say what one trial holds on a Ray node:
 
 ``auto`` picks the fraction from MEASURED memory, because Ray does not isolate GPU
 memory between the trials that share a GPU: the fraction must leave room for each of
-them. At the start of a search (and in ``--dry-run`` on a machine with a GPU) we
+them (and each trial worker caps its process at its fraction, :mod:`nas.evaluate.gpu_share`,
+so a candidate larger than the measured one runs out of memory alone instead of taking its
+neighbours' memory). At the start of a search (and in ``--dry-run`` on a machine with a
+GPU) we
 
 1. draw a few candidates from the space (:mod:`nas.evaluate.candidates`) and take the one with
    the largest ESTIMATED training memory among those that pass the analytic checks

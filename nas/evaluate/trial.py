@@ -24,7 +24,6 @@ absent when no training ran (infeasible, or a failure before the first epoch).
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,6 +35,7 @@ from ..errors import UserError
 from ..study import Study
 from .checks import OOM_MIN_OVER_MB, is_oom, run_checks
 from .data import DataBundle, cached_data
+from .gpu_share import oom_context, release
 from .train import (
     Diverged,
     OnEpoch,
@@ -173,16 +173,14 @@ def _evaluate(spec: Any, study: Study, seed: int, dev: torch.device,
             est = out.metrics.get("memory_est_mb", 0.0)
             out.violations = {"memory_mb": float(max(
                 est - study.constraints.get("memory_mb", 0.0), OOM_MIN_OVER_MB))}
-            out.message = f"out of memory: {_one_line(err)}"
+            out.message = f"out of memory{oom_context()}: {_one_line(err)}"
         else:
             out.status = "error"
             out.message = _one_line(err)
     finally:
         out.wall_s = time.perf_counter() - start
         del model
-        if dev.type == "cuda" and out.status == "oom":
-            gc.collect()
-            torch.cuda.empty_cache()
+        release(dev)  # a worker runs trial after trial: the next one's peak is its own
     return out
 
 

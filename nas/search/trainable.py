@@ -5,7 +5,10 @@ It reports after every epoch (``tune.report``) so ASHA can stop it, then once mo
 tells Optuna. Every report carries ``trial_wall_s``, the seconds since the trainable was
 entered (data loading of a worker's first trial and the checks included): that is the
 wall time the ledger charges. The study and the dataset are loaded once per worker
-process and reused by the trials that worker runs (``reuse_actors=True``).
+process and reused by the trials that worker runs (``reuse_actors=True``). A worker of a
+GPU shared by several trials (``gpus_per_trial`` < 1) caps its CUDA memory at its share
+(:mod:`nas.evaluate.gpu_share`): Ray does not, and one large trial would otherwise run
+its neighbours out of memory.
 
 A UserError (the study's fault, e.g. a dataset that is missing or does not match the
 space) is reported as ``fatal``: the core stops the search and re-enqueues the trial,
@@ -45,10 +48,13 @@ def run_trial(config: dict[str, Any], study_dict: dict[str, Any],
     from ray import tune
 
     from ..errors import UserError
+    from ..evaluate.gpu_share import confine
 
     t0 = time.perf_counter()
     try:
         study = _study(study_dict)
+        if not isinstance(gpus := study.resources.gpus_per_trial, str):  # auto: resolved
+            confine(float(gpus))
         data = _data(study, data_dir)
     except UserError as err:  # the study's fault, not the trial's: stop the search
         tune.report({"final": True, "fatal": str(err), "trial_wall_s": 0.0,

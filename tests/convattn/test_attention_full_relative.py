@@ -146,3 +146,21 @@ def test_fused_attention_never_keeps_the_logits_for_backward(name):
     out.sum().backward()
     assert max(saved) < weights, f"{name}: a saved tensor has {max(saved)} >= {weights}"
     assert q.grad is not None and torch.isfinite(q.grad).all()
+
+
+@pytest.mark.parametrize("kv_hw", [(1, 1), (2, 2)])
+def test_fused_attention_gets_row_major_strides_even_for_one_key(kv_hw):
+    # A single key token (a 2x2 map pooled by kv_stride 2) is a view that counts as
+    # contiguous with stride 1 on its token axis; CUDA's memory-efficient kernel refuses
+    # it ("key is not correctly aligned (strideM)", an H100 running ATC candidates).
+    from convattn.attention.base import dense, to_tokens
+
+    q, k, v = _qkv(2, 3, 8, 8, (4, 4), kv_hw)
+    tokens = to_tokens(k)
+    fixed = dense(tokens)
+    assert torch.equal(fixed, tokens)
+    n = kv_hw[0] * kv_hw[1]
+    assert fixed.stride() == torch.empty(tokens.shape).stride() == (3 * 8 * n, 8 * n, 8, 1)
+    assert dense(fixed) is fixed  # already row-major: no copy
+    out = create_attention("full", heads=3, dk=24, dv=24)(q, k, v)
+    torch.testing.assert_close(out, _naive(q, k, v), rtol=1e-12, atol=1e-12)

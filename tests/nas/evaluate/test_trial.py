@@ -288,3 +288,30 @@ def test_data_that_does_not_fit_the_study_is_a_user_error(study):
             **SPACE, "classes": 3}).data)
     with pytest.raises(UserError, match="does not match"):
         evaluate_candidate(SPEC, study, device="cpu", data=other)
+
+
+def test_out_of_memory_in_a_capped_share_names_the_share(study, data, monkeypatch):
+    # A Ray worker on a shared GPU caps its process (nas.evaluate.gpu_share.confine); a
+    # candidate that runs out of memory there is told how large its share was. The cap
+    # itself needs CUDA (tests/nas/test_cuda.py); here the record of it is set directly.
+    from nas.evaluate import gpu_share
+
+    monkeypatch.setattr(gpu_share, "_confined", (0.2, 80 * 2**30))
+    out = evaluate_candidate(SPEC, study, device="cpu", data=_bundle(HugeAllocation(), data))
+    assert out.status == "oom"
+    assert "share of the GPU: 16.0 of 80.0 GiB at gpus_per_trial 0.2" in out.message
+    checks = evaluate_candidate(SPEC, make_study(training={"batch_size": 2**40}),
+                                device="cpu", data=data)
+    assert checks.status == "infeasible"
+    assert checks.message.startswith("out of memory during the checks (this trial's share")
+    monkeypatch.setattr(gpu_share, "_confined", None)
+    assert evaluate_candidate(SPEC, study, device="cpu", data=_bundle(
+        HugeAllocation(), data)).message.startswith("out of memory: RuntimeError")
+
+
+def test_no_cap_without_a_gpu_or_for_a_whole_gpu():
+    from nas.evaluate import gpu_share
+
+    assert not gpu_share.confine(1.0) and not gpu_share.confine(0.0)
+    if not torch.cuda.is_available():
+        assert not gpu_share.confine(0.25) and gpu_share.oom_context() == ""
