@@ -39,7 +39,7 @@ from .history import COPIED, History
 from .hopeless import MIN_VERDICTS, hopeless
 from .live import LiveTrial
 from .outcome import COMPLETE, constraint_values, objective_values, plain, worker_died
-from .propose import candidate, enqueue_random, random_draw_seed
+from .propose import candidate, enqueue_neighbour, enqueue_random, random_draw_seed
 
 #: propose() says: ask again when a running trial has ended.
 WAIT = None
@@ -47,10 +47,12 @@ WAIT = None
 FINISHED = "FINISHED"
 #: consecutive duplicates after which the space is taken as exhausted.
 MAX_DUPLICATE_STREAK = 100
-#: consecutive duplicates after which the next candidate is drawn uniformly at random.
 #: A model-based sampler (TPE above all) can collapse onto the architectures it already
-#: likes and propose them again and again; those trials cost nothing, but without this
-#: the search would stop as "space exhausted" in a space of millions.
+#: likes and propose them again and again; those trials cost no training, but each is a
+#: full ask, and without a way out the search would stop as "space exhausted" in a space
+#: of millions. So a duplicate is followed by its neighbour (one parameter redrawn,
+#: ``propose.enqueue_neighbour``), and every RANDOM_AFTER_DUPLICATES-th duplicate in a
+#: row by a candidate drawn uniformly at random.
 RANDOM_AFTER_DUPLICATES = 10
 
 
@@ -82,6 +84,9 @@ class SearchCore:
         self._running_hashes: dict[str, str] = {}  # hash -> slot
         self._waiting_dups: dict[str, list[optuna.trial.Trial]] = {}
         self._random_draws = 0
+        # (trial, kind, streak) of the last duplicate: its neighbour is queued before the
+        # next ask
+        self._after_duplicate: tuple[optuna.trial.Trial, str, int] | None = None
         self.history = History([o.direction for o in study.objectives])
         self.history.load(self.optuna.get_trials(deepcopy=False))
 
@@ -143,17 +148,16 @@ class SearchCore:
             # good: stop re-reading every record per proposal (4 ms at 10,000 trials)
             self._feasible_judged = hopeless(self.history.records.values(),
                                              self.study.constraints, minimum=0) is None
-        for streak in range(MAX_DUPLICATE_STREAK):
-            if streak and streak % RANDOM_AFTER_DUPLICATES == 0:
-                self._random_draws += 1
-                enqueue_random(self.optuna, self.study, random_draw_seed(
-                    self.seed, self.history.told, self._random_draws))
+        for streak in range(1, MAX_DUPLICATE_STREAK + 1):
             admission = self.admission()
             if admission["decision"] == "finished":
                 self.stop_reason = "budget"
                 return FINISHED
             if admission["decision"] == "wait":
                 return WAIT
+            if self._after_duplicate is not None:  # queued only now: nothing left WAITING
+                self._queue_after_duplicate(*self._after_duplicate)
+                self._after_duplicate = None
             trial = self.optuna.ask()
             spec, kind, problem = candidate(trial, self.study)
             if problem is not None:
@@ -162,10 +166,12 @@ class SearchCore:
             h = spec.hash()
             if h in self.history.done:
                 self._tell_duplicate(trial, h, self.history.done[h])
+                self._after_duplicate = (trial, kind, streak)
                 continue
             if h in self._running_hashes:
                 trial.set_user_attr("hash", h)
                 self._waiting_dups.setdefault(h, []).append(trial)
+                self._after_duplicate = (trial, kind, streak)
                 continue
             spec_dict = spec.to_dict()
             self._live[slot] = LiveTrial(trial=trial, number=trial.number, hash=h,
@@ -181,6 +187,20 @@ class SearchCore:
         if why is not None:  # exhausted without one feasible candidate: say which limit
             self.stop_reason, self.stop_detail = "constraints", why
         return FINISHED
+
+    def _queue_after_duplicate(self, trial: optuna.trial.Trial, kind: str,
+                               streak: int) -> None:
+        """What the next ask takes after the sampler proposed a known architecture: its
+        neighbour, or after RANDOM_AFTER_DUPLICATES in a row a uniform draw. Queued when
+        that ask is about to happen, so that a search ending here leaves none waiting."""
+        if kind != "search":  # a baseline twin: the sampler's turn comes next
+            return
+        self._random_draws += 1
+        seed = random_draw_seed(self.seed, self.history.told, self._random_draws)
+        if streak % RANDOM_AFTER_DUPLICATES == 0:
+            enqueue_random(self.optuna, self.study, seed)
+        else:
+            enqueue_neighbour(self.optuna, self.study, trial.params, seed, trial.number)
 
     # ------------------------------------------------------------------ following a trial
     def started(self, slot: str) -> None:

@@ -1,6 +1,8 @@
-"""A sampler that keeps proposing one architecture must not end a search in a large space:
-after RANDOM_AFTER_DUPLICATES duplicates in a row the core draws one candidate at
-random (model-based samplers, TPE above all, do collapse like this on the digits space)."""
+"""A sampler that keeps proposing one architecture must not end a search in a large space,
+nor cost a full ask per duplicate: a duplicate is followed by its neighbour (one
+parameter redrawn), and after RANDOM_AFTER_DUPLICATES duplicates in a row the core draws
+one candidate at random (model-based samplers, TPE above all, do collapse like this on
+the digits space)."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ class FirstChoiceSampler(optuna.samplers.BaseSampler):
         return distribution.low
 
 
-def test_a_collapsed_sampler_gets_a_random_candidate_not_a_finished_search(tmp_path):
+def _core(tmp_path):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(yaml.safe_load(TINY.read_text()))
     assert study.space.size() > 1
@@ -44,16 +46,46 @@ def test_a_collapsed_sampler_gets_a_random_candidate_not_a_finished_search(tmp_p
                                  directions=[o.direction for o in study.objectives])
     core = SearchCore(study, ostudy, run=run, ledger=Ledger(run.ledger_path),
                       budget=parse_budget("1gpuh"), seed=0, session=0, devices=1.0)
+    return core, ostudy
 
+
+def test_a_duplicate_is_followed_by_its_neighbour(tmp_path):
+    core, ostudy = _core(tmp_path)
     first = core.propose("t0")
     second = core.propose("t1")  # the sampler proposes `first` again and again
+
+    assert isinstance(second, dict), f"the search stopped: {core.stop_reason}"
+    trials = ostudy.get_trials(deepcopy=False)
+    hashes = {t.number: t.user_attrs.get("hash") for t in trials}
+    assert hashes[second["number"]] != hashes[first["number"]]
+    twins = [n for n, h in hashes.items() if h == hashes[first["number"]] and n != 0]
+    assert len(twins) == 1  # one duplicate, then its neighbour: no second full ask
+    asked = ostudy.trials[second["number"]]
+    assert asked.user_attrs["proposed_by"] == "neighbour"
+    assert asked.user_attrs["neighbour_of"] == twins[0]
+    redrawn = asked.user_attrs["redrawn"]
+    before, after = ostudy.trials[0].params, asked.params
+    assert after[redrawn] != before[redrawn]
+    # every other parameter the original had and the neighbour uses is the original's
+    assert all(after[k] == v for k, v in before.items() if k in after and k != redrawn)
+
+
+def test_a_streak_of_duplicates_gets_a_random_candidate_not_a_finished_search(
+        tmp_path, monkeypatch):
+    import nas.search.core as core_mod
+
+    # neighbours that are duplicates too (a nearly exhausted corner of the space)
+    monkeypatch.setattr(core_mod, "enqueue_neighbour", lambda ostudy, study, params, seed,
+                        of: ostudy.enqueue_trial(params, user_attrs={"proposed_by": "n"}))
+    core, ostudy = _core(tmp_path)
+    first = core.propose("t0")
+    second = core.propose("t1")
 
     assert isinstance(second, dict), f"the search stopped: {core.stop_reason}"
     assert core.stop_reason is None
     hashes = {t.number: t.user_attrs.get("hash") for t in ostudy.get_trials(deepcopy=False)}
     assert hashes[second["number"]] != hashes[first["number"]]
-    asked = ostudy.trials[second["number"]]
-    assert asked.user_attrs.get("proposed_by") == "random"
+    assert ostudy.trials[second["number"]].user_attrs.get("proposed_by") == "random"
     # exactly the streak that triggers the fallback waited on the running twin
     twins = [n for n, h in hashes.items() if h == hashes[first["number"]] and n != 0]
     assert len(twins) == RANDOM_AFTER_DUPLICATES
