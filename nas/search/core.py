@@ -39,7 +39,7 @@ from .history import COPIED, History
 from .hopeless import MIN_VERDICTS, hopeless
 from .live import LiveTrial
 from .outcome import COMPLETE, constraint_values, objective_values, plain, worker_died
-from .propose import candidate, enqueue_neighbour, enqueue_random, random_draw_seed
+from .propose import candidate, enqueue_after_duplicate, random_draw_seed
 
 #: propose() says: ask again when a running trial has ended.
 WAIT = None
@@ -47,13 +47,6 @@ WAIT = None
 FINISHED = "FINISHED"
 #: consecutive duplicates after which the space is taken as exhausted.
 MAX_DUPLICATE_STREAK = 100
-#: A model-based sampler (TPE above all) can collapse onto the architectures it already
-#: likes and propose them again and again; those trials cost no training, but each is a
-#: full ask, and without a way out the search would stop as "space exhausted" in a space
-#: of millions. So a duplicate is followed by its neighbour (one parameter redrawn,
-#: ``propose.enqueue_neighbour``), and every RANDOM_AFTER_DUPLICATES-th duplicate in a
-#: row by a candidate drawn uniformly at random.
-RANDOM_AFTER_DUPLICATES = 10
 
 
 class SearchCore:
@@ -190,17 +183,14 @@ class SearchCore:
 
     def _queue_after_duplicate(self, trial: optuna.trial.Trial, kind: str,
                                streak: int) -> None:
-        """What the next ask takes after the sampler proposed a known architecture: its
-        neighbour, or after RANDOM_AFTER_DUPLICATES in a row a uniform draw. Queued when
-        that ask is about to happen, so that a search ending here leaves none waiting."""
+        """Queue what the next ask takes after a known architecture (see
+        ``propose.enqueue_after_duplicate``), when that ask is about to happen, so that
+        a search ending here leaves none waiting."""
         if kind != "search":  # a baseline twin: the sampler's turn comes next
             return
         self._random_draws += 1
-        seed = random_draw_seed(self.seed, self.history.told, self._random_draws)
-        if streak % RANDOM_AFTER_DUPLICATES == 0:
-            enqueue_random(self.optuna, self.study, seed)
-        else:
-            enqueue_neighbour(self.optuna, self.study, trial.params, seed, trial.number)
+        enqueue_after_duplicate(self.optuna, self.study, trial, streak, random_draw_seed(
+            self.seed, self.history.told, self._random_draws))
 
     # ------------------------------------------------------------------ following a trial
     def started(self, slot: str) -> None:

@@ -46,6 +46,24 @@ def enqueue_random(ostudy: optuna.Study, study: Study, seed: int) -> None:
     ostudy.enqueue_trial(_uniform_params(study, seed), user_attrs={"proposed_by": "random"})
 
 
+#: A model-based sampler (TPE above all) can collapse onto the architectures it already
+#: likes and propose them again and again; those trials cost no training, but each is a
+#: full ask, and without a way out the search would stop as "space exhausted" in a space
+#: of millions. So a duplicate is followed by its neighbour, and every
+#: RANDOM_AFTER_DUPLICATES-th duplicate in a row by a candidate drawn uniformly at random.
+RANDOM_AFTER_DUPLICATES = 10
+
+
+def enqueue_after_duplicate(ostudy: optuna.Study, study: Study, trial: optuna.trial.Trial,
+                            streak: int, seed: int) -> None:
+    """Queue what follows ``trial``, the ``streak``-th duplicate in a row: a uniform draw
+    every RANDOM_AFTER_DUPLICATES-th time, else the duplicate's neighbour."""
+    if streak % RANDOM_AFTER_DUPLICATES == 0:
+        enqueue_random(ostudy, study, seed)
+    else:
+        enqueue_neighbour(ostudy, study, trial.params, seed, trial.number)
+
+
 def enqueue_neighbour(ostudy: optuna.Study, study: Study, params: dict[str, Any],
                       seed: int, of: int) -> None:
     """Queue a neighbour of the architecture trial ``of`` proposed again: ``params`` with

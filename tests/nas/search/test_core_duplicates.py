@@ -14,7 +14,8 @@ import yaml
 from nas.budget import parse_budget
 from nas.run.ledger import Ledger
 from nas.run.rundir import RunDir
-from nas.search.core import RANDOM_AFTER_DUPLICATES, SearchCore
+from nas.search.core import SearchCore
+from nas.search.propose import RANDOM_AFTER_DUPLICATES
 from nas.study import load_study
 
 TINY = Path(__file__).parents[1] / "data" / "tiny_search.yaml"
@@ -72,10 +73,10 @@ def test_a_duplicate_is_followed_by_its_neighbour(tmp_path):
 
 def test_a_streak_of_duplicates_gets_a_random_candidate_not_a_finished_search(
         tmp_path, monkeypatch):
-    import nas.search.core as core_mod
+    import nas.search.propose as propose
 
     # neighbours that are duplicates too (a nearly exhausted corner of the space)
-    monkeypatch.setattr(core_mod, "enqueue_neighbour", lambda ostudy, study, params, seed,
+    monkeypatch.setattr(propose, "enqueue_neighbour", lambda ostudy, study, params, seed,
                         of: ostudy.enqueue_trial(params, user_attrs={"proposed_by": "n"}))
     core, ostudy = _core(tmp_path)
     first = core.propose("t0")
