@@ -13,6 +13,10 @@
 #   GPU_CHECK_ONLY="search train_throughput" bash benchmarks/gpu_check.sh
 #                                                   # rerun only these steps (their lines
 #                                                   # are added to steps.jsonl)
+# Where one command may run at most 10 minutes (a lent GPU machine), run it as two:
+#   GPU_CHECK_ONLY="env cuda_tests search search_summary train_throughput" ...   (~6 min)
+#   GPU_CHECK_ONLY="profile_device profile_fidelity latency_fidelity attention_scaling" ...
+# (the second ~6 min at its limits); with GPU_CHECK_ONLY, steps.jsonl is appended to.
 #
 # Writes benchmarks/results/cuda/ (dry run: $GPU_CHECK_OUT or a new temp folder):
 #   env.json                 device name, memory, torch, CUDA and cuDNN versions, date
