@@ -1,4 +1,5 @@
-"""Peak memory and time of one training step (forward + backward), each case in a fresh process.
+"""Peak memory and time of one training step (forward + backward), each CPU case in a fresh
+process.
 
     from _memory import measure_case
     result = measure_case(Path(__file__), "build_kernel", {"kernel": "full", "size": 32},
@@ -35,6 +36,11 @@ On CPU the child caps its address space (``RLIMIT_AS`` = address space after imp
 machine into swap or the OOM killer; such a case is reported as ``"oom"`` (the caller
 adds the analytic attention bytes). CUDA reserves large virtual ranges at start-up, so
 there the cap is not set and torch's OutOfMemoryError marks ``"oom"``.
+
+On CUDA the cases run in the calling process instead (the allocator's own counters
+measure one case exactly there, its cache emptied before the baseline): a fresh
+process costs ~12 s of CUDA start-up per case on an H100, which spent
+benchmarks/gpu_check.sh's whole time limit on four cases.
 """
 
 from __future__ import annotations
@@ -95,6 +101,8 @@ def measure_case(script: Path, builder: str, config: dict[str, Any], *, device: 
     job = {"script": str(script), "builder": builder, "config": config, "device": device,
            "threads": threads, "mem_cap": mem_cap, "repeats": repeats,
            "min_repeats": min_repeats, "time_budget_s": time_budget_s}
+    if device.startswith("cuda"):  # see the module docstring
+        return _in_this_process(job)
     cmd = [sys.executable, str(Path(__file__).resolve()), json.dumps(job)]
     env = {**os.environ, **(EXACT_RSS_ENV if device == "cpu" else {})}
     try:
@@ -302,6 +310,23 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
         message = str(err).strip().splitlines()
         result["error"] = f"{phase}: {type(err).__name__}: {message[0] if message else ''}"
     return result
+
+
+def _in_this_process(job: dict[str, Any]) -> dict[str, Any]:
+    import gc
+
+    import torch
+
+    folder = str(Path(job["script"]).resolve().parent)
+    if folder not in sys.path:  # the benchmark scripts import siblings
+        sys.path.insert(0, folder)
+    before = torch.get_num_threads()
+    try:
+        return _child(job)
+    finally:
+        torch.set_num_threads(before)
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 def main() -> None:

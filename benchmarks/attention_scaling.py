@@ -3,8 +3,9 @@
     python benchmarks/attention_scaling.py                    # CPU defaults (~10-20 min)
     python benchmarks/attention_scaling.py --device cuda --full   # GPU, inputs up to 512 px
 
-One run measures three things, each (case, size) in a fresh subprocess
-(benchmarks/_memory.py: peak memory and time of ONE forward+backward step):
+One run measures three things, each (case, size) in a fresh subprocess on the CPU, in
+this process on CUDA (benchmarks/_memory.py: peak memory and time of ONE
+forward+backward step):
 
 1. ``kernels``: every registered attention kernel (full, relative, local, linformer,
    linear) plus ``full-materialised`` (convattn's ``full`` kernel forced onto SDPA's

@@ -164,9 +164,8 @@ print(re.sub(r'[^a-z0-9]+', '-', torch.cuda.get_device_name(0).lower()).strip('-
   step latency_fidelity 35 "$PY" benchmarks/latency_fidelity.py --device cuda --batch 8 \
     --zoo resnet18-cifar aa-resnet18-cifar eaanet-concat-longformer resnet50 aa-resnet50 \
     --samples 2 --repeats 10 --out "$RES/latency_fidelity.json"
-  # each case is a fresh process (~10 s of CUDA start on the H100): two sizes span 32-128
   step attention_scaling 100 "$PY" benchmarks/attention_scaling.py --device cuda \
-    --parts kernels --sizes 32 128 --min-repeats 3 --time-budget 0.5 \
+    --parts kernels --sizes 32 64 128 --min-repeats 3 --time-budget 0.5 \
     --out "$RES/attention_scaling.json"
 fi
 

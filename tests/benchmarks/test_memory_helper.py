@@ -66,3 +66,16 @@ def test_builder_error_is_reported_in_one_line():
     result = measure_case(Path(__file__), "build_broken", {}, threads=1)
     assert result["status"] == "error"
     assert result["error"] == "build: ValueError: no such case"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_cases_run_in_this_process_with_the_same_peak():
+    # on CUDA the allocator's counters measure a case in this process (no ~12 s start)
+    small = measure_case(Path(__file__), "build_repeat", {"times": 4}, device="cuda",
+                         repeats=2, min_repeats=1)
+    big = measure_case(Path(__file__), "build_repeat", {"times": 16}, device="cuda",
+                       repeats=2, min_repeats=1)
+    assert small["status"] == big["status"] == "ok"
+    assert big["peak_bytes"] - small["peak_bytes"] == pytest.approx(96 * MIB, rel=0.05)
+    assert torch.cuda.memory_allocated() < 8 * MIB  # nothing of the cases left behind
+    assert "_bench_script" in sys.modules  # the builder's script was loaded here
