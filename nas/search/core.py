@@ -277,7 +277,12 @@ class SearchCore:
                     t.number, int(starts[-1].get("attempt", 1)), "interrupted", wall,
                     self.devices, session=int(starts[-1].get("session", self.session)),
                     executor_id=starts[-1].get("executor_id"), hash=attrs["hash"]))
-            self._interrupt(trial, t.number, attrs)
+            # A trial asked but never handed out (the driver died between the ask and the
+            # write of its params) has no params in the database: re-run what was queued
+            # for it (a neighbour, a baseline, a retry) if anything, else nothing.
+            queued = t.system_attrs.get("fixed_params")
+            self._interrupt(trial, t.number, attrs,
+                            params=t.params or queued, retry=bool(t.params or queued))
             n += 1
         return n
 
@@ -351,19 +356,24 @@ class SearchCore:
         for trial in self._waiting_dups.pop(live.hash, []):
             self._interrupt(trial, trial.number, {"hash": live.hash})
 
-    def _interrupt(self, trial: optuna.trial.Trial, number: int,
-                   attrs: dict[str, Any]) -> None:
-        """FAIL an interrupted trial and enqueue the same candidate again."""
-        params = dict(trial.params)
+    def _interrupt(self, trial: optuna.trial.Trial, number: int, attrs: dict[str, Any],
+                   params: dict[str, Any] | None = None, retry: bool = True) -> None:
+        """FAIL an interrupted trial and enqueue the same candidate again (``params``,
+        default the trial's; none when ``retry`` is False)."""
+        params = dict(trial.params if params is None else params)
         carried = {k: v for k, v in trial.user_attrs.items()
                    if k in ("kind", "baseline", "spec", "baseline_error")}
+        retry = retry or carried.get("kind") == "baseline"
         attrs = {**attrs, "status": "interrupted", "interrupted": True,
-                 "message": "interrupted: the search stopped while it ran; re-enqueued"}
+                 "message": "interrupted: the search stopped while it ran; " + (
+                     "re-enqueued" if retry else "never handed out, nothing to re-run")}
         self._tell(trial, TrialState.FAIL, attrs)
-        retry = {"retry_of": number}
+        if not retry:
+            return
+        marks = {"retry_of": number}
         if carried.get("kind") == "baseline":
-            retry.update(carried)
-        self.optuna.enqueue_trial(params, user_attrs=retry)
+            marks.update(carried)
+        self.optuna.enqueue_trial(params, user_attrs=marks)
 
     def _tell_duplicate(self, trial: optuna.trial.Trial, h: str, original: int) -> None:
         state, values, constraints, src = self.history.records[original]

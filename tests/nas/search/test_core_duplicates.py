@@ -90,3 +90,22 @@ def test_a_streak_of_duplicates_gets_a_random_candidate_not_a_finished_search(
     # exactly the streak that triggers the fallback waited on the running twin
     twins = [n for n, h in hashes.items() if h == hashes[first["number"]] and n != 0]
     assert len(twins) == RANDOM_AFTER_DUPLICATES
+
+
+def test_a_dead_drivers_trial_that_never_got_its_params_is_not_rerun_blindly(tmp_path):
+    # The driver writes a trial's params when it hands the trial out; one killed between
+    # the ask and that write leaves a RUNNING trial without params. The next session
+    # fails it and re-runs what was queued for it, or nothing (not a fresh sample
+    # labelled as its retry).
+    core, ostudy = _core(tmp_path)
+    asked = ostudy.ask()  # the sampler's: nothing queued
+    ostudy.enqueue_trial({"stem.channels": 8}, user_attrs={"proposed_by": "neighbour"})
+    queued = ostudy.ask()  # a queued one: its params are in fixed_params until suggested
+    assert not ostudy.trials[asked.number].params
+    assert core.recover() == 2
+    trials = ostudy.get_trials(deepcopy=False)
+    assert {t.number: t.user_attrs.get("status") for t in trials[:2]} == {
+        asked.number: "interrupted", queued.number: "interrupted"}
+    retries = [t for t in trials if "retry_of" in t.user_attrs]
+    assert [t.user_attrs["retry_of"] for t in retries] == [queued.number]
+    assert retries[0].system_attrs["fixed_params"] == {"stem.channels": 8}
