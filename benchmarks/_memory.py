@@ -313,9 +313,9 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _in_this_process(job: dict[str, Any]) -> dict[str, Any]:
-    import gc
-
     import torch
+
+    from nas.evaluate.gpu_share import release
 
     folder = str(Path(job["script"]).resolve().parent)
     if folder not in sys.path:  # the benchmark scripts import siblings
@@ -325,8 +325,7 @@ def _in_this_process(job: dict[str, Any]) -> dict[str, Any]:
         return _child(job)
     finally:
         torch.set_num_threads(before)
-        gc.collect()
-        torch.cuda.empty_cache()
+        release(torch.device(job["device"]))
 
 
 def main() -> None:

@@ -192,6 +192,7 @@ def test_a_trial_hands_its_cached_gpu_memory_back():
                         "constraints": {}, "space": {
                             **yaml.safe_load(TINY.read_text())["space"],
                             "input": {"channels": 3, "size": [32, 32]}, "classes": 10}})
+    torch.cuda.empty_cache()  # else earlier tests' cache, released by the trial, hides it
     before = torch.cuda.memory_reserved()
     out = evaluate_candidate(load_spec(small_spec()), study, device="cuda")
     assert out.status == "ok", out.message
