@@ -12,7 +12,7 @@ accuracy after a reference schedule several times longer.
 
 Architectures: ``--samples`` specs drawn at random (seeded) from the study's space, kept
 only if they pass the study's ANALYTIC constraints (params, MACs, estimated memory: what a
-search would train), plus baselines (the study's ``baselines`` and ``--baselines``) adapted
+search would train), plus baselines (the study's ``baselines``, or ``--baselines`` instead) adapted
 to the study's data with ``ModelSpec.with_data``. Each is trained with ``nas.evaluate.train.train``
 (the code a trial runs) on the CPU, one thread per job:
 
@@ -126,7 +126,10 @@ def cache_key(h: str, training: dict[str, Any], seed: int) -> str:
 def run_jobs(jobs: list[dict[str, Any]], workers: int, cache: dict[str, Any] | None,
              cache_path: Path | None) -> list[dict[str, Any]]:
     """Results of ``jobs`` in order; cached ones are not rerun, new ones are cached."""
-    todo = [j for j in jobs if cache is None or j["key"] not in cache]
+    # One architecture's runs together: a run stopped part-way (the cache resumes it) has
+    # complete data points, not the reference of every architecture and no proxy.
+    todo = sorted((j for j in jobs if cache is None or j["key"] not in cache),
+                  key=lambda j: j["arch"])
     done: dict[str, Any] = {} if cache is None else cache
     if todo:
         print(f"training {len(todo)} run(s) on {workers} worker(s)...", flush=True)
@@ -398,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
             seed: int) -> dict[str, Any]:
         return {"study": study.to_dict(), "spec": a["spec"], "hash": a["hash"],
                 "training": training, "seed": seed, "threads": 1, "name": a["name"],
-                "label": f"{label}/s{seed}",
+                "label": f"{label}/s{seed}", "arch": archs.index(a),
                 "key": cache_key(a["hash"], {**base, **training}, seed)}
 
     t0 = time.perf_counter()

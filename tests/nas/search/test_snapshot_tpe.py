@@ -111,3 +111,35 @@ def test_through_the_drivers_storage_proposals_stay_optunas(tmp_path):
                               f"sqlite:///{tmp_path / 'b.db'}")
     assert ours == plain
     assert sum("heads" in p for p in ours) >= 3  # the conditional branch was taken
+
+
+def _proposals_after(trials: list, sampler) -> list[dict]:
+    """12 asks (some kept running) from a study holding ``trials``."""
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    study.add_trials(trials)
+    return _ask_keeping_some_running(study, asks=12, tell_every=2)
+
+
+def test_duplicates_the_driver_told_are_not_observations():
+    """A trial the search core told as a duplicate (user_attrs duplicate_of) repeats its
+    twin's cached result: the study's TPE proposes what it proposes without the repeats,
+    while Optuna's TPE counts every repeat as one more good observation."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(50):
+        trial = study.ask()
+        _tell(study, trial, _suggest(trial))
+    originals = study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
+    # the driver's duplicates: the best-looking architectures told again, many times
+    best = sorted((t for t in originals if all(v <= 0 for v in t.constraints.values())),
+                  key=lambda t: -t.values[0])[:3]
+    repeats = [optuna.trial.create_trial(
+        params=t.params, distributions=t.distributions, values=t.values,
+        user_attrs={"duplicate_of": t.number, "status": "duplicate"},
+        system_attrs=t.system_attrs) for t in best for _ in range(15)]
+    without = _proposals_after(originals, make_sampler("tpe", 2))
+    with_repeats = _proposals_after(originals + repeats, make_sampler("tpe", 2))
+    assert with_repeats == without
+    counted = _proposals_after(originals + repeats, optuna.samplers.TPESampler(seed=2))
+    assert counted != without  # the repeats would have moved the proposals
