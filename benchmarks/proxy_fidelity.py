@@ -126,10 +126,11 @@ def cache_key(h: str, training: dict[str, Any], seed: int) -> str:
 def run_jobs(jobs: list[dict[str, Any]], workers: int, cache: dict[str, Any] | None,
              cache_path: Path | None) -> list[dict[str, Any]]:
     """Results of ``jobs`` in order; cached ones are not rerun, new ones are cached."""
-    # One architecture's runs together: a run stopped part-way (the cache resumes it) has
-    # complete data points, not the reference of every architecture and no proxy.
+    # The cheap proxies first, then each architecture's reference runs together: a run
+    # stopped part-way (the cache resumes it) has complete data points for the
+    # architectures it reached, not the reference of every architecture and no proxy.
     todo = sorted((j for j in jobs if cache is None or j["key"] not in cache),
-                  key=lambda j: j["arch"])
+                  key=lambda j: (j["label"].startswith("reference/"), j["arch"]))
     done: dict[str, Any] = {} if cache is None else cache
     if todo:
         print(f"training {len(todo)} run(s) on {workers} worker(s)...", flush=True)
