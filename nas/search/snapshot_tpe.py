@@ -54,7 +54,9 @@ class SnapshotTPE(optuna.samplers.TPESampler):
     TPE already likes, which makes it propose that again (multi-objective TPE told 75%
     duplicates over 10,000 surrogate trials), and it makes every ask linear in the
     repeats as well as in the architectures. A study without duplicates gets exactly
-    Optuna's proposals; with them, the proposals of the same study without them."""
+    Optuna's proposals; with them, the proposals of the same study without them. All
+    of this is the independent sampling every packaged study uses; with ``multivariate``
+    in the study's sampler options, Optuna's own path runs, duplicates counted."""
 
     # (study id, asked trial number, snapshot, (below, above), table, numbers by group)
     _split_memo: tuple | None = None
