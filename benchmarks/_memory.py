@@ -317,9 +317,7 @@ def _in_this_process(job: dict[str, Any]) -> dict[str, Any]:
 
     from nas.evaluate.gpu_share import release
 
-    folder = str(Path(job["script"]).resolve().parent)
-    if folder not in sys.path:  # the benchmark scripts import siblings
-        sys.path.insert(0, folder)
+    _import_siblings_of(job["script"])
     before = torch.get_num_threads()
     try:
         return _child(job)
@@ -328,10 +326,16 @@ def _in_this_process(job: dict[str, Any]) -> dict[str, Any]:
         release(torch.device(job["device"]))
 
 
+def _import_siblings_of(script: str) -> None:
+    """The benchmark scripts import siblings (``from _memory import ...``)."""
+    folder = str(Path(script).resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+
+
 def main() -> None:
     job = json.loads(sys.argv[1])
-    # The benchmark scripts import siblings (``from _memory import ...``).
-    sys.path.insert(0, str(Path(job["script"]).resolve().parent))
+    _import_siblings_of(job["script"])
     result = _child(job)
     sys.stdout.flush()
     print(_RESULT + json.dumps(result), flush=True)

@@ -12,8 +12,9 @@ accuracy after a reference schedule several times longer.
 
 Architectures: ``--samples`` specs drawn at random (seeded) from the study's space, kept
 only if they pass the study's ANALYTIC constraints (params, MACs, estimated memory: what a
-search would train), plus baselines (the study's ``baselines``, or ``--baselines`` instead) adapted
-to the study's data with ``ModelSpec.with_data``. Each is trained with ``nas.evaluate.train.train``
+search would train), plus baselines (the study's ``baselines``, or ``--baselines``
+instead) adapted to the study's data with ``ModelSpec.with_data``. Each is trained with
+``nas.evaluate.train.train``
 (the code a trial runs) on the CPU, one thread per job:
 
 - the proxy: the study's ``training`` section as is (variant ``study``), or changed by
@@ -398,17 +399,17 @@ def main(argv: list[str] | None = None) -> None:
     ref_seeds = [args.seed + i for i in range(args.reference_seeds)]
     proxy_seeds = [args.seed + i for i in range(args.proxy_seeds)]
 
-    def job(a: dict[str, Any], training: dict[str, Any], label: str,
+    def job(i: int, a: dict[str, Any], training: dict[str, Any], label: str,
             seed: int) -> dict[str, Any]:
         return {"study": study.to_dict(), "spec": a["spec"], "hash": a["hash"],
                 "training": training, "seed": seed, "threads": 1, "name": a["name"],
-                "label": f"{label}/s{seed}", "arch": archs.index(a),
+                "label": f"{label}/s{seed}", "arch": i,
                 "key": cache_key(a["hash"], {**base, **training}, seed)}
 
     t0 = time.perf_counter()
     plan = [("reference", reference, ref_seeds)] + [(n, t, proxy_seeds) for n, t in variants]
-    jobs = [job(a, training, label, sd) for label, training, seeds in plan
-            for sd in seeds for a in archs]
+    jobs = [job(i, a, training, label, sd) for label, training, seeds in plan
+            for sd in seeds for i, a in enumerate(archs)]
     results = iter(run_jobs(jobs, max(1, args.jobs), cache, cache_path))
     by_plan = {label: [[next(results) for _ in archs] for _ in seeds]
                for label, _, seeds in plan}

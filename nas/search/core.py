@@ -280,9 +280,8 @@ class SearchCore:
             # A trial asked but never handed out (the driver died between the ask and the
             # write of its params) has no params in the database: re-run what was queued
             # for it (a neighbour, a baseline, a retry) if anything, else nothing.
-            queued = t.system_attrs.get("fixed_params")
             self._interrupt(trial, t.number, attrs,
-                            params=t.params or queued, retry=bool(t.params or queued))
+                            params=t.params or t.system_attrs.get("fixed_params") or {})
             n += 1
         return n
 
@@ -357,13 +356,14 @@ class SearchCore:
             self._interrupt(trial, trial.number, {"hash": live.hash})
 
     def _interrupt(self, trial: optuna.trial.Trial, number: int, attrs: dict[str, Any],
-                   params: dict[str, Any] | None = None, retry: bool = True) -> None:
+                   params: dict[str, Any] | None = None) -> None:
         """FAIL an interrupted trial and enqueue the same candidate again (``params``,
-        default the trial's; none when ``retry`` is False)."""
+        default the trial's): a baseline (its spec is carried), or a candidate with
+        params; one without any was never sampled, so there is nothing to re-run."""
         params = dict(trial.params if params is None else params)
         carried = {k: v for k, v in trial.user_attrs.items()
                    if k in ("kind", "baseline", "spec", "baseline_error")}
-        retry = retry or carried.get("kind") == "baseline"
+        retry = bool(params) or carried.get("kind") == "baseline"
         attrs = {**attrs, "status": "interrupted", "interrupted": True,
                  "message": "interrupted: the search stopped while it ran; " + (
                      "re-enqueued" if retry else "never handed out, nothing to re-run")}

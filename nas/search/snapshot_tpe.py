@@ -3,6 +3,7 @@ per ask (a driver feeding many workers asks thousands of times; see the class)."
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -58,12 +59,13 @@ class SnapshotTPE(optuna.samplers.TPESampler):
     of this is the independent sampling every packaged study uses; with ``multivariate``
     in the study's sampler options, Optuna's own path runs, duplicates counted."""
 
-    # (study id, asked trial number, snapshot, (below, above), table, numbers by group)
-    _split_memo: tuple | None = None
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._tables: dict[int, TrialTable] = {}  # study id -> its trials as TPE sees them
+        self._by_states: dict = {}  # per-ask filtered trial lists (see _Snapshot)
+        self._split_memo: _Split | None = None
 
     def sample_independent(self, study, trial, param_name, param_distribution):
-        if "_by_states" not in self.__dict__:  # per-ask filtered lists, shared by the asks'
-            self._by_states: dict = {}          # parameters (see _Snapshot)
         return super().sample_independent(_Snapshot(study, self._by_states), trial,
                                           param_name, param_distribution)
 
@@ -88,11 +90,9 @@ class SnapshotTPE(optuna.samplers.TPESampler):
         asked trial identify it."""
         snapshot = study._get_trials(deepcopy=False, states=None)
         memo = self._split_memo
-        if (memo is not None and memo[:2] == (study._study_id, trial.number)
-                and memo[2] is snapshot):
-            return memo[3]
-        if "_tables" not in self.__dict__:
-            self._tables: dict[int, TrialTable] = {}
+        if (memo is not None and (memo.study_id, memo.number) == (study._study_id, trial.number)
+                and memo.snapshot is snapshot):
+            return memo.below, memo.above
         table = self._tables.setdefault(study._study_id, TrialTable())
         groups = table.groups(snapshot, skip=trial.number if self._constant_liar else -1,
                               running=self._constant_liar)
@@ -112,9 +112,8 @@ class SnapshotTPE(optuna.samplers.TPESampler):
                        key=lambda t: t.number)
         above = sorted(above_complete + above_pruned + above_infeasible + groups[RUNNING],
                        key=lambda t: t.number)
-        numbers = {id(below): _numbers(below), id(above): _numbers(above)}
-        self._split_memo = (study._study_id, trial.number, snapshot, (below, above),
-                            table, numbers)
+        self._split_memo = _Split(study._study_id, trial.number, snapshot, table,
+                                  below, above, _numbers(below), _numbers(above))
         return below, above
 
     def _get_internal_repr(self, trials, search_space, study):
@@ -123,11 +122,25 @@ class SnapshotTPE(optuna.samplers.TPESampler):
         every ask: 57% of an ask at 4,400 trials)."""
         memo = self._split_memo
         if (len(search_space) != 1 or self._is_multivariate(study) or memo is None
-                or not any(trials is group for group in memo[3])):
+                or not (trials is memo.below or trials is memo.above)):
             return super()._get_internal_repr(trials, search_space, study)
         ((name, dist),) = search_space.items()
-        table, numbers = memo[4], memo[5]
-        return {name: table.values(name, dist, numbers[id(trials)])}
+        numbers = memo.below_numbers if trials is memo.below else memo.above_numbers
+        return {name: memo.table.values(name, dist, numbers)}
+
+
+@dataclass
+class _Split:
+    """One ask's split, and what identifies the ask (see SnapshotTPE._split)."""
+
+    study_id: int
+    number: int  # the asked trial
+    snapshot: list  # the per-ask trial list it was computed from
+    table: TrialTable
+    below: list
+    above: list
+    below_numbers: np.ndarray
+    above_numbers: np.ndarray
 
 
 def _numbers(trials: list) -> np.ndarray:

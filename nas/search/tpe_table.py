@@ -111,6 +111,6 @@ class _Column:
                 self.data[t.number] = np.nan
 
     def read(self, numbers: np.ndarray) -> np.ndarray:
-        picked = self.data[numbers] if numbers.size else np.empty(0)
+        picked = self.data[numbers]
         picked = picked[~np.isnan(picked)]
         return picked.astype(self.dtype) if self.dtype is not None else picked
