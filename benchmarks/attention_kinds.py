@@ -4,7 +4,10 @@ latency of one network per kind, side by side (issue 14, item 5).
 The networks: the AA-ResNet scenes baseline (attention at 16x16 and 8x8) with relative
 logits (``studies/baselines/aa-resnet-scenes.yaml``), full and linear attention
 (``benchmarks/attention_kinds/``: the same network, only the kind changed), and the EAANet
-scenes baselines with Longformer-2D local windows and Linformer.
+scenes baselines with Longformer-2D local windows and Linformer; then the AA networks and
+EAANet-Linformer with their 32x32 stage's block attending too (``*32-scenes.yaml``:
+1,024 tokens). Not at 32x32: the Longformer window (its unfold-based CPU kernel already
+makes the 16x16 network the slowest of the table).
 
 - accuracy: the proxy's validation accuracy per seed, read from the files that
   ``benchmarks/baseline_separation.py`` wrote (``--accuracy``; it trains them, one torch
@@ -13,14 +16,15 @@ scenes baselines with Longformer-2D local windows and Linformer.
   at the study's batch, plus parameters, gradients, optimizer state) and the cost model's
   estimate; MACs and params from the cost model;
 - latency: inference at batch 1 and a training step at the study's batch, one torch
-  thread, the five networks measured in turns in this one process (``--rounds``), so
+  thread, the networks measured in turns in this one process (``--rounds``), so
   they share the machine's load alike; the median of each network's per-round medians.
 
     python benchmarks/baseline_separation.py --models \\
-        benchmarks/attention_kinds/aa-full-scenes.yaml \\
-        benchmarks/attention_kinds/aa-linear-scenes.yaml --out /tmp/kinds.json
+        benchmarks/attention_kinds/aa-{full,linear,relative32,full32,linear32}-scenes.yaml \\
+        benchmarks/attention_kinds/eaanet-linformer32-scenes.yaml \\
+        --out benchmarks/results/attention_kinds_training.json
     python benchmarks/attention_kinds.py --accuracy benchmarks/results/baseline_separation.json \\
-        /tmp/kinds.json
+        benchmarks/results/attention_kinds_training.json
 
 Writes ``benchmarks/results/attention_kinds_scenes.{json,png}``.
 """
@@ -43,16 +47,23 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 MIB = 2 ** 20
 
-#: name -> (attention kind, spec file)
+#: name -> (attention kind, the map sides it attends at, spec file)
+KINDS = ROOT / "benchmarks/attention_kinds"
 NETWORKS = {
-    "aa-resnet-scenes": ("relative (AA)", ROOT / "studies/baselines/aa-resnet-scenes.yaml"),
-    "aa-full-scenes": ("full (AA)", ROOT / "benchmarks/attention_kinds/aa-full-scenes.yaml"),
-    "aa-linear-scenes": ("linear (AA)",
-                         ROOT / "benchmarks/attention_kinds/aa-linear-scenes.yaml"),
-    "eaanet-longformer-scenes": ("local 5x5 (EAA)",
+    "aa-resnet-scenes": ("relative (AA)", "16, 8",
+                         ROOT / "studies/baselines/aa-resnet-scenes.yaml"),
+    "aa-full-scenes": ("full (AA)", "16, 8", KINDS / "aa-full-scenes.yaml"),
+    "aa-linear-scenes": ("linear (AA)", "16, 8", KINDS / "aa-linear-scenes.yaml"),
+    "eaanet-longformer-scenes": ("local 5x5 (EAA)", "16, 8",
                                  ROOT / "studies/baselines/eaanet-longformer-scenes.yaml"),
-    "eaanet-linformer-scenes": ("Linformer (EAA)",
+    "eaanet-linformer-scenes": ("Linformer (EAA)", "16, 8",
                                 ROOT / "studies/baselines/eaanet-linformer-scenes.yaml"),
+    # the same networks attending at 32x32 too (1,024 tokens)
+    "aa-relative32-scenes": ("relative (AA)", "32, 16, 8", KINDS / "aa-relative32-scenes.yaml"),
+    "aa-full32-scenes": ("full (AA)", "32, 16, 8", KINDS / "aa-full32-scenes.yaml"),
+    "aa-linear32-scenes": ("linear (AA)", "32, 16, 8", KINDS / "aa-linear32-scenes.yaml"),
+    "eaanet-linformer32-scenes": ("Linformer (EAA)", "32, 16, 8",
+                                  KINDS / "eaanet-linformer32-scenes.yaml"),
 }
 
 
@@ -83,7 +94,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     acc = accuracies(args.accuracy)
-    specs = {name: load_spec(path) for name, (_, path) in NETWORKS.items()}
+    specs = {name: load_spec(path) for name, (_, _, path) in NETWORKS.items()}
     infer: dict[str, list[float]] = {n: [] for n in specs}
     step: dict[str, list[float]] = {n: [] for n in specs}
     memory: dict[str, float] = {}
@@ -104,7 +115,8 @@ def main() -> None:
         seeds = acc.get(name, {})
         values = list(seeds.values())
         rows.append({
-            "network": name, "attention": NETWORKS[name][0], "params": est.params,
+            "network": name, "attention": NETWORKS[name][0],
+            "attends_at": NETWORKS[name][1], "params": est.params,
             "macs_per_image": per_image.macs,
             "attention_macs_per_image": per_image.attention_macs, "accuracy_by_seed": seeds,
             "accuracy_mean": statistics.fmean(values) if values else None,
@@ -120,7 +132,8 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=1))
     plot(rows, args.out.with_suffix(".png"))
     for r in rows:
-        print(f"{r['attention']:17s} acc {r['accuracy_mean']} +- {r['accuracy_std']} "
+        print(f"{r['attention']:17s} @{r['attends_at']:9s} acc {r['accuracy_mean']} "
+              f"+- {r['accuracy_std']} "
               f"mem {r['train_memory_measured_mb']:.0f} MiB infer "
               f"{r['infer_ms_batch1']:.1f} ms step {r['train_step_ms']:.0f} ms")
 
@@ -139,7 +152,8 @@ def plot(rows: list[dict], path: Path) -> None:
                 continue
             ax.errorbar(r[key], r["accuracy_mean"], yerr=r["accuracy_std"] or 0, fmt="o",
                         capsize=3)
-            ax.annotate(r["attention"], (r[key], r["accuracy_mean"]), fontsize=8,
+            ax.annotate(f"{r['attention']} @{r['attends_at']}",
+                        (r[key], r["accuracy_mean"]), fontsize=7,
                         xytext=(4, 4), textcoords="offset points")
         ax.set_xlabel(label)
         ax.set_ylabel("proxy accuracy (mean +- seed std)")

@@ -18,6 +18,10 @@ so an interrupted run resumes. Writes JSON and a PNG next to it.
     nice -n 10 python benchmarks/baseline_separation.py --tasks cluttered-16 pair-sum \\
         --models resnet-scenes aa-resnet-scenes --seeds 0 1 \\
         --out benchmarks/results/scene_task_choice.json             # the choice
+    nice -n 10 python benchmarks/baseline_separation.py \\
+        --training optimizer=sgd,lr=0.05,weight_decay=5e-4,warmup_epochs=0 \\
+        --models resnet-scenes aa-resnet-scenes eaanet-linformer-scenes \\
+        --out benchmarks/results/proxy_choice_sgd.json            # another proxy, same models
 """
 
 from __future__ import annotations
@@ -111,11 +115,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "baseline_separation.json")
     ap.add_argument("--reuse", type=Path, nargs="*", default=[],
                     help="other result files whose matching rows are taken as they are")
+    ap.add_argument("--training", default=None, metavar="key=value,...",
+                    help="train under this proxy instead of the study's: training keys "
+                         "over the study's (e.g. optimizer=sgd,lr=0.05,weight_decay=5e-4)")
     ap.add_argument("--no-train", action="store_true",
                     help="only collect rows already measured (merge partial runs)")
     args = ap.parse_args()
 
     base = load_study(STUDY)
+    if args.training:  # a proxy variant: the same models and seeds under other training
+        from proxy_fidelity import parse_training
+
+        base = dataclasses.replace(base, training=dataclasses.replace(
+            base.training, **parse_training(args.training, f"--training {args.training!r}")))
     named = {Path(m).stem: m for m in args.models or []}  # a name, or a spec file's path
     models = list(named) or [Path(b).stem for b in base.baselines]
     training = json.loads(json.dumps(dataclasses.asdict(base.training)))  # as stored

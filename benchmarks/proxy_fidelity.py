@@ -288,22 +288,34 @@ def _mean_history(runs: list[dict[str, Any]]) -> list[float] | None:
 # --------------------------------------------------------------------------- variants
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     """``NAME:key=value,key=value`` -> (NAME, {key: value}) with YAML-typed values."""
+    name, _, body = text.partition(":")
+    if not name or not body:
+        raise SystemExit(f"--variant {text!r}: write NAME:key=value[,key=value...]")
+    return name, parse_training(body, f"--variant {text!r}")
+
+
+def parse_training(body: str, option: str) -> dict[str, Any]:
+    """``key=value,key=value`` (training keys) -> {key: value} with YAML-typed values;
+    ``option`` names the command-line option in the error."""
     import yaml
 
     from nas.study import TrainingConfig
 
-    name, _, body = text.partition(":")
-    if not name or not body:
-        raise SystemExit(f"--variant {text!r}: write NAME:key=value[,key=value...]")
     known = {f.name for f in dataclasses.fields(TrainingConfig)}
     out = {}
     for part in body.split(","):
         key, eq, value = part.partition("=")
         if not eq or key.strip() not in known:
-            raise SystemExit(f"--variant {text!r}: {key!r} is not a training key; "
+            raise SystemExit(f"{option}: {key!r} is not a training key; "
                              f"allowed: {', '.join(sorted(known))}")
-        out[key.strip()] = yaml.safe_load(value)
-    return name, out
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads 2e-3 (no dot) as a string
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        out[key.strip()] = parsed
+    return out
 
 
 # --------------------------------------------------------------------------- output
@@ -385,7 +397,7 @@ def main(argv: list[str] | None = None) -> None:
     base = dataclasses.asdict(study.training)
     reference = {"epochs": int(round(study.training.epochs * args.factor))}
     if args.reference:
-        reference.update(parse_variant(f"reference:{args.reference}")[1])
+        reference.update(parse_training(args.reference, f"--reference {args.reference!r}"))
     variants = [] if args.no_study_variant else [("study", {})]
     variants += [parse_variant(v) for v in args.variant]
     baselines = list(study.baselines) if args.baselines is None else args.baselines

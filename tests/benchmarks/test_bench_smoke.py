@@ -92,6 +92,9 @@ def test_asha_rung_epochs_below_the_last_epoch():
 def test_proxy_variant_parsing_types_values_and_rejects_unknown_keys():
     assert pf.parse_variant("fast:epochs=6,lr=0.1,schedule=constant") == (
         "fast", {"epochs": 6, "lr": 0.1, "schedule": "constant"})
+    # exponents without a dot are numbers too (YAML 1.1 alone would keep "2e-3" a string)
+    assert pf.parse_variant("adam:optimizer=adamw,lr=2e-3,weight_decay=5.0e-4") == (
+        "adam", {"optimizer": "adamw", "lr": 0.002, "weight_decay": 0.0005})
     with pytest.raises(SystemExit, match="not a training key"):
         pf.parse_variant("bad:epoch=6")
 

@@ -76,14 +76,26 @@ def test_attention_kind_variants_change_only_the_kind():
 
     from search_space import load_spec
 
-    base = load_spec(ak.NETWORKS["aa-resnet-scenes"][1]).to_dict()
-    for name in ("aa-full-scenes", "aa-linear-scenes"):
-        variant = load_spec(ak.NETWORKS[name][1]).to_dict()
-        kind = name.split("-")[1]
-        assert variant["name"] == name
-        swapped = _with_attention(base, "relative", kind)
-        assert {k: v for k, v in variant.items() if k not in ("name", "meta")} == \
-            {k: v for k, v in swapped.items() if k not in ("name", "meta")}
+    def spec(name: str) -> dict:
+        return load_spec(ak.NETWORKS[name][2]).to_dict()
+
+    def body(d: dict) -> dict:
+        return {k: v for k, v in d.items() if k not in ("name", "meta")}
+
+    base = spec("aa-resnet-scenes")
+    for kind in ("full", "linear"):
+        variant = spec(f"aa-{kind}-scenes")
+        assert variant["name"] == f"aa-{kind}-scenes"
+        assert body(variant) == body(_with_attention(base, "relative", kind))
+    # the *32 networks: the same, with the 32x32 stage's one block attending too
+    for kind in ("relative", "full", "linear"):
+        variant, expected = spec(f"aa-{kind}32-scenes"), _with_attention(base, "relative", kind)
+        expected["stages"][0]["blocks"] = [expected["stages"][1]["blocks"][0]]
+        assert ak.NETWORKS[f"aa-{kind}32-scenes"][1] == "32, 16, 8"
+        assert body(variant) == body(expected)
+    linformer = spec("eaanet-linformer-scenes")
+    linformer["stages"][0]["blocks"] = [linformer["stages"][1]["blocks"][0]]
+    assert body(spec("eaanet-linformer32-scenes")) == body(linformer)
 
 
 def _with_attention(spec: dict, old: str, new: str) -> dict:
@@ -91,3 +103,25 @@ def _with_attention(spec: dict, old: str, new: str) -> dict:
 
     return json.loads(json.dumps(spec).replace(f'"attention": "{old}"',
                                                f'"attention": "{new}"'))
+
+
+def test_training_override_is_the_proxy_recorded_and_a_bad_key_is_one_line(tmp_path):
+    """``--training`` trains under another proxy (here nothing is trained: --no-train);
+    what it ran under is the report's ``training``, numbers typed as numbers."""
+    import json
+    import subprocess
+
+    script = Path(bs.__file__)
+    out = tmp_path / "sep.json"
+    run = subprocess.run([sys.executable, str(script), "--no-train", "--models",
+                          "resnet-scenes", "--training", "optimizer=sgd,lr=5e-2,warmup_epochs=0",
+                          "--out", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    training = json.loads(out.read_text())["training"]
+    assert (training["optimizer"], training["lr"], training["warmup_epochs"]) == ("sgd", 0.05, 0)
+    bad = subprocess.run([sys.executable, str(script), "--no-train", "--training",
+                          "optimiser=sgd", "--out", str(tmp_path / "bad.json")],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().count("\n") == 0 and "'optimiser' is not a training key" in bad.stderr
+    assert not (tmp_path / "bad.json").exists()
