@@ -140,7 +140,8 @@ def main() -> None:
                     for r in t["runs"]:
                         done[(json.dumps(t["scenes"], sort_keys=True), r["model"],
                               r["seed"])] = r
-    report = {"study": base.name, "training": training, "seeds": args.seeds,
+    report = {"study": base.name, "training": training,
+              "training_override": args.training, "seeds": args.seeds,
               "models": models, "threads": 1, "cpu_count": os.cpu_count(),
               "load_average_1_5_15_start": list(os.getloadavg()), "tasks": {}}
     for task in args.tasks:

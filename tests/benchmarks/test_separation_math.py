@@ -117,7 +117,9 @@ def test_training_override_is_the_proxy_recorded_and_a_bad_key_is_one_line(tmp_p
                           "resnet-scenes", "--training", "optimizer=sgd,lr=5e-2,warmup_epochs=0",
                           "--out", str(out)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    training = json.loads(out.read_text())["training"]
+    report = json.loads(out.read_text())
+    training = report["training"]
+    assert report["training_override"] == "optimizer=sgd,lr=5e-2,warmup_epochs=0"
     assert (training["optimizer"], training["lr"], training["warmup_epochs"]) == ("sgd", 0.05, 0)
     bad = subprocess.run([sys.executable, str(script), "--no-train", "--training",
                           "optimiser=sgd", "--out", str(tmp_path / "bad.json")],
