@@ -24,8 +24,9 @@ Prints one JSON object (``--json``; else a summary) and writes it, with a PNG of
 time and the driver's memory against the trials told, to
 ``benchmarks/results/driver_scale_<mode>_<storage>[_<tag>].{json,png}``. Measured:
 ``utilisation`` (busy worker-time / (workers x span from the first start to the last
-end)), ``trials_per_s``, ``ask_ms_*`` (``core.propose`` that returned a trial, duplicates
-told inside it included), ``tell_ms_*`` (``core.finished``), ``driver_cpu_s_per_trial``
+end)), ``trials_per_s``, ``ask_ms_*`` (``core.propose`` that returned a trial, the repeats
+of known architectures it replaced included; ``counts["duplicates_skipped"]``: how
+many), ``tell_ms_*`` (``core.finished``), ``driver_cpu_s_per_trial``
 (sim: CPU time inside the driver's calls; ray: the whole driver process, Tune included),
 ``driver_rss_mb`` (at the end; ``rss_mb_by_trials`` on the way), ``ledger_exact`` (the
 ledger's sum equals the trial time the workers reported).
@@ -108,7 +109,7 @@ def setup(args: argparse.Namespace, workdir: Path, clock: Any):
     from nas.run.rundir import RunDir
     from nas.search.asha import AshaRule
     from nas.search.core import SearchCore
-    from nas.search.driver import _open_study
+    from nas.search.driver import open_run_study
     from nas.study import load_study
 
     study = load_study(args.study)
@@ -120,7 +121,7 @@ def setup(args: argparse.Namespace, workdir: Path, clock: Any):
     run = RunDir.create(workdir / "run", study.to_dict(), optuna_study=name,
                         storage=args.storage, seed=study.sampler.seed, budget=budget.text)
     session = run.start_session()
-    ostudy = _open_study(run, study, study.sampler.seed, False)
+    ostudy = open_run_study(run, study, study.sampler.seed, False)
     kwargs = {"clock": clock} if clock is not None else {}
     core = SearchCore(study, ostudy, run=run, ledger=Ledger(run.ledger_path), budget=budget,
                       seed=study.sampler.seed, session=session, devices=1.0, **kwargs)

@@ -251,8 +251,8 @@ def run_fast(study_dict: dict[str, Any], path: Path, budget: str, seed: int,
     from nas.run.rundir import RunDir
     from nas.search.asha import AshaRule
     from nas.search.core import SearchCore
+    from nas.search.driver import open_run_study
     from nas.search.local import run_in_process, training_trial
-    from nas.search.propose import make_sampler
     from nas.study import load_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -264,10 +264,7 @@ def run_fast(study_dict: dict[str, Any], path: Path, budget: str, seed: int,
     core = None
     try:
         session = run.start_session()
-        ostudy = optuna.create_study(
-            study_name=study.name, storage=run.storage_url(), load_if_exists=True,
-            sampler=make_sampler(study.sampler.name, seed + session, study.sampler.options),
-            directions=[o.direction for o in study.objectives])
+        ostudy = open_run_study(run, study, seed + session, False)
         core = SearchCore(study, ostudy, run=run, ledger=Ledger(run.ledger_path),
                           budget=bud, seed=seed, session=session, devices=1.0)
         timer = time.process_time if clock == "cpu" else time.perf_counter

@@ -72,8 +72,8 @@ def ours(n: int, workdir: Path) -> dict:
     t0 = time.perf_counter()
     summary = run_search(NEAR_ZERO, run_dir=run_dir, budget=f"{n}trials", progress=False)
     total = time.perf_counter() - t0
-    trials = _trials(run_dir)
-    dups = sum(1 for t in trials if t.user_attrs.get("duplicate_of") is not None)
+    # repeats of known architectures: told duplicate trials and those replaced in place
+    dups = summary.counts["duplicate"] + summary.counts["duplicates_skipped"]
     entries = sorted(Ledger(run_dir / "ledger.jsonl").entries, key=lambda e: e.time)
     walls = [e.wall_s for e in entries]
     span = entries[-1].time - entries[0].time

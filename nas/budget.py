@@ -12,8 +12,9 @@ Device time is what the design calls the budget: each trial attempt costs its wa
 times the devices it held (GPUs it held, fractions allowed; a CPU-only worker counts as
 one device), see :mod:`nas.run.ledger`. Wall-clock time is the elapsed time of the search
 summed over all its sessions (a resumed search continues the same clock). A trials budget
-counts the trials told to Optuna (duplicates and infeasible trials included, since they
-are told too; trials failed by an interruption are not, since they are re-run).
+counts the trials told to Optuna (infeasible trials included, since they are told too;
+trials failed by an interruption are not, since they are re-run; a proposal of an
+architecture already evaluated is no trial: the core replaces it in the same trial).
 
 :func:`admit` is the policy the search core follows before it starts a trial: no trial starts
 that the remaining budget cannot pay for at its expected cost (:func:`expected_cost`).

@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         best = summary.best
         print(f"search {summary.stop_reason}: {c['total']} trials ({c['complete']} complete, "
               f"{c['infeasible']} infeasible, {c['stopped']} stopped, {c['failed']} failed "
-              f"({c['interrupted']} interrupted, re-run), {c['duplicate']} duplicate); "
+              f"({c['interrupted']} interrupted, re-run), {c['duplicate']} duplicate; "
+              f"{c['duplicates_skipped']} proposals of known architectures replaced); "
               f"budget {b['spent']:.4g} of {b['limit']:.4g} "
               f"{b['unit']}")
         if best:

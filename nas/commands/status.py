@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"study     {s.study} (optuna study {s.optuna_study!r} in {s.storage})")
     print(f"trials    {c['total']} total: {c['complete']} complete, {c['infeasible']} "
           f"infeasible, {c['stopped']} stopped, {c['failed']} failed "
-          f"({c['interrupted']} interrupted), {c['duplicate']} duplicate, "
+          f"({c['interrupted']} interrupted), {c['duplicate']} duplicate "
+          f"(+{c['duplicates_skipped']} proposals replaced), "
           f"{c['running']} running, {c['waiting']} waiting; {c['baseline']} baselines")
     print(f"budget    spent {b['spent']:.4g} of {b['limit']:.4g} {b['unit']} "
           f"({b['left']:.4g} left; {b['device_s']:.1f} device-seconds in "

@@ -42,6 +42,7 @@ OPTUNA_DB = "optuna.db"
 LEDGER = "ledger.jsonl"
 CLOCK = "clock.json"
 RUNGS = "rungs.json"
+RUNG_LOG = "rungs.jsonl"
 DRIVER = "driver.json"
 LOCK = ".lock"
 
@@ -187,6 +188,15 @@ class RunDir:
 
     def write_rungs(self, rungs: dict[str, Any]) -> None:
         _atomic_write(self / RUNGS, json.dumps(rungs, indent=2))
+
+    def log_rung(self, decision: dict[str, Any]) -> None:
+        """Append one ASHA decision to the rung log (one line: O(1) however long the
+        search; rungs.json, the snapshot, is rewritten at most once a second)."""
+        with open(self / RUNG_LOG, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(decision, sort_keys=True) + "\n")
+
+    def read_rung_log(self) -> list[dict[str, Any]]:
+        return read_jsonl(self / RUNG_LOG)
 
     # ------------------------------------------------------------------ driver lock
     def acquire(self) -> None:

@@ -105,6 +105,35 @@ class SoleWriterStorage(_CachedStorage):
         """Write every buffered attribute of every trial (one transaction)."""
         self._flush(*list(self._pending))
 
+    def discard_params(self, trial_id: int) -> None:
+        """Forget every param of an unfinished trial, so that the same trial can be
+        sampled again: the search core re-proposes in place when the sampler's choice is
+        an architecture already evaluated, rather than tell a duplicate trial and ask a
+        new one (three storage round trips). Buffered params just go; the few the
+        database already holds (a parameter name seen for the first time is written at
+        once, see set_trial_param) are deleted in one transaction."""
+        with self._lock:
+            trial = self._cached(trial_id)
+        if trial is None:
+            raise KeyError(f"no trial with id {trial_id}")
+        self.check_trial_is_updatable(trial_id, trial.state)
+        pending = self._pending.get(trial_id, {})
+        buffered = {key for kind, key in pending if kind == "param"}
+        for key in buffered:
+            del pending[("param", key)]
+        written = sorted(set(trial.params) - buffered)
+        if written:
+            with _create_scoped_session(self._backend.scoped_session) as session:
+                session.query(models.TrialParamModel).filter(
+                    models.TrialParamModel.trial_id == trial_id,
+                    models.TrialParamModel.param_name.in_(written),
+                ).delete(synchronize_session=False)
+        with self._lock:
+            study_id, number = self._trial_id_to_study_id_and_number[trial_id]
+            fresh = copy.copy(self._studies[study_id].trials[number])
+            fresh.params, fresh.distributions = {}, {}
+            self._studies[study_id].trials[number] = fresh
+
     # ------------------------------------------------------------------ internals
     def _cached(self, trial_id: int) -> FrozenTrial | None:
         where = self._trial_id_to_study_id_and_number.get(trial_id)
@@ -186,3 +215,11 @@ class SoleWriterStorage(_CachedStorage):
         for row in values:
             self._backend._set_trial_attr_without_commit(
                 session, model, row["trial_id"], row["key"], json.loads(row["value_json"]))
+
+
+def driver_storage(url: str) -> SoleWriterStorage:
+    """The storage a search driver writes a run's Optuna study through (``url``: the
+    run's SQLAlchemy URL)."""
+    from .storage import open_storage
+
+    return SoleWriterStorage(open_storage(url))

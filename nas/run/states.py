@@ -5,11 +5,17 @@ Ray-free, so ``nas status`` and the results commands can use it without starting
 The search core (nas.search.core) writes these user attributes on every trial; everything in
 them is a plain JSON value, so the study opens in optuna-dashboard as is:
 
-- ``kind``: "search" or "baseline" (``baseline``: its name, e.g. "zoo:resnet18-cifar")
+- ``kind``: "search" or "baseline" (``baseline``: its name, e.g. "zoo:resnet18-cifar";
+  ``in_space``: the baseline is a point of the study's space, told with its params so
+  the sampler learns from it)
 - ``spec``: the model spec dict; ``hash``: its canonical hash
 - ``status``: what happened: ok, infeasible, oom, stopped, diverged, error,
   worker_died, interrupted, invalid, duplicate
-- ``duplicate_of``: the trial that evaluated the same architecture (no training)
+- ``duplicate_of``: the trial that evaluated the same architecture (no training; a
+  baseline twin, or the last proposal of a search that found its space exhausted)
+- ``duplicates_skipped``: how many proposals of architectures already evaluated (or
+  running) this trial replaced; none of them is a trial (``proposed_by``: neighbour or
+  random, ``neighbour_of``, ``redrawn``: what replaced the last one)
 - ``metrics``, ``violations``, ``message``, ``epochs_done``, ``curve`` (primary metric per
   epoch), ``wall_s``, ``check_s``, ``device_s``, ``devices``, ``attempts``,
   ``provenance`` (device, torch, precision, batch_size, seed), ``placeholders`` (objective
@@ -55,8 +61,11 @@ def category(trial: Any) -> str:
 def counts(trials: Iterable[Any]) -> dict[str, int]:
     out = dict.fromkeys(CATEGORIES, 0)
     n = 0
+    skipped = 0
     for t in trials:
         out[category(t)] += 1
+        skipped += int(t.user_attrs.get("duplicates_skipped", 0))
         n += 1
     out["total"] = n
+    out["duplicates_skipped"] = skipped
     return out

@@ -6,10 +6,12 @@ An executor (the in-process one, :mod:`nas.search.local`, or the Ray adapter,
 - :meth:`SearchCore.propose`: before each trial the budget policy (:func:`nas.budget.admit`)
   decides start / wait / finished; then ``study.ask()`` -> the candidate
   (:func:`nas.search.propose.candidate`) -> its canonical hash. An architecture already
-  evaluated is never trained again: the new trial is told at once with the cached state,
-  values and constraints and ``user_attrs["duplicate_of"]``; one whose twin is running
-  waits for it and is told the same. Returns the trial's config, :data:`WAIT` or
-  :data:`FINISHED`;
+  evaluated (or running) is never trained again: the same trial is sampled again as the
+  proposal's neighbour (:func:`nas.search.propose.after_duplicate`), so a repeat costs
+  no storage trial, only a count (``duplicates_skipped``). A baseline whose twin is
+  known is told at once as its duplicate (``user_attrs["duplicate_of"]``, the cached
+  state, values and constraints), or when the running twin ends. Returns the trial's
+  config, :data:`WAIT` or :data:`FINISHED`;
 - :meth:`started`, :meth:`reported` (one per epoch), :meth:`stopped` (ASHA's verdict),
   :meth:`failed` (a worker died or raised; Ray may retry) and :meth:`finished` (the final
   report, with the outcome) follow one trial; every attempt is charged to the ledger;
@@ -35,11 +37,12 @@ from ..budget import Budget, admit, expected_cost
 from ..run.ledger import Ledger, LedgerEntry
 from ..run.rundir import RunDir
 from ..study import Study
+from . import interrupts
 from .history import COPIED, History
 from .hopeless import MIN_VERDICTS, hopeless
 from .live import LiveTrial
 from .outcome import COMPLETE, constraint_values, objective_values, plain, worker_died
-from .propose import candidate, enqueue_after_duplicate, random_draw_seed
+from .propose import after_duplicate, candidate, random_draw_seed
 
 #: propose() says: ask again when a running trial has ended.
 WAIT = None
@@ -55,6 +58,10 @@ class SearchCore:
     def __init__(self, study: Study, optuna_study: optuna.Study, *, run: RunDir,
                  ledger: Ledger, budget: Budget, seed: int, session: int, devices: float,
                  wall_before: float = 0.0, clock: Callable[[], float] = time.time):
+        if not hasattr(optuna_study._storage, "discard_params"):
+            raise TypeError("SearchCore needs the driver's storage "
+                            "(nas.run.sole_writer.driver_storage): it re-samples a trial "
+                            "in place of a duplicate")
         self.study = study
         self.optuna = optuna_study
         self.run = run
@@ -77,9 +84,6 @@ class SearchCore:
         self._running_hashes: dict[str, str] = {}  # hash -> slot
         self._waiting_dups: dict[str, list[optuna.trial.Trial]] = {}
         self._random_draws = 0
-        # (trial, kind, streak) of the last duplicate: its neighbour is queued before the
-        # next ask
-        self._after_duplicate: tuple[optuna.trial.Trial, str, int] | None = None
         self.history = History([o.direction for o in study.objectives])
         self.history.load(self.optuna.get_trials(deepcopy=False))
 
@@ -141,56 +145,90 @@ class SearchCore:
             # good: stop re-reading every record per proposal (4 ms at 10,000 trials)
             self._feasible_judged = hopeless(self.history.records.values(),
                                              self.study.constraints, minimum=0) is None
-        for streak in range(1, MAX_DUPLICATE_STREAK + 1):
+        while True:
             admission = self.admission()
             if admission["decision"] == "finished":
                 self.stop_reason = "budget"
                 return FINISHED
             if admission["decision"] == "wait":
                 return WAIT
-            if self._after_duplicate is not None:  # queued only now: nothing left WAITING
-                self._queue_after_duplicate(*self._after_duplicate)
-                self._after_duplicate = None
-            trial = self.optuna.ask()
+            config = self._settle(self.optuna.ask(), slot, admission)
+            if config is not None:
+                return config
+            # the trial was told at once (an invalid candidate, a baseline twin): ask again
+
+    def _settle(self, trial: optuna.trial.Trial, slot: str,
+                admission: dict[str, Any]) -> dict[str, Any] | str | None:
+        """Start ``trial`` in ``slot``, or tell it at once (None: ask another). A search
+        candidate already evaluated, or running, is replaced IN THE SAME TRIAL by its
+        neighbour (see ``propose.after_duplicate``): a repeat costs no storage trial,
+        only the count ``duplicates_skipped`` on the trial that ran instead."""
+        skipped = 0
+        while True:
             spec, kind, problem = candidate(trial, self.study)
             if problem is not None:
-                self._tell(trial, TrialState.FAIL, {"status": "invalid", "message": problem})
-                continue
+                self._tell(trial, TrialState.FAIL, {"status": "invalid", "message": problem,
+                                                    "duplicates_skipped": skipped})
+                return None
             h = spec.hash()
-            if h in self.history.done:
-                self._tell_duplicate(trial, h, self.history.done[h])
-                self._after_duplicate = (trial, kind, streak)
-                continue
-            if h in self._running_hashes:
-                trial.set_user_attr("hash", h)
-                self._waiting_dups.setdefault(h, []).append(trial)
-                self._after_duplicate = (trial, kind, streak)
-                continue
-            spec_dict = spec.to_dict()
-            self._live[slot] = LiveTrial(trial=trial, number=trial.number, hash=h,
+            twin = self.history.done.get(h)
+            if twin is None and h in self._running_hashes:
+                twin = self._live[self._running_hashes[h]].number
+            if twin is None:
+                break
+            if kind != "search":  # a baseline twin is shown, as a trial of its own
+                self._park_duplicate(trial, h)
+                return None
+            skipped += 1
+            if skipped >= MAX_DUPLICATE_STREAK:
+                return self._exhausted(trial, h, skipped)
+            self._random_draws += 1
+            params, marks = after_duplicate(self.study, trial.params, skipped, random_draw_seed(
+                self.seed, self.history.told, self._random_draws), twin)
+            trial = self._resample(trial, params, marks)
+        spec_dict = spec.to_dict()
+        self._live[slot] = LiveTrial(trial=trial, number=trial.number, hash=h,
                                      spec=spec_dict, kind=kind, slot=slot,
                                      admission=admission)
-            self._running_hashes[h] = slot
-            # One write now (each is a storage commit); the rest is told with the result.
-            trial.set_user_attr("hash", h)
-            return {"spec": spec_dict, "number": trial.number, "seed": self.seed,
-                    "kind": kind}
+        self._running_hashes[h] = slot
+        # One write now (the storage buffers it); the rest is told with the result.
+        trial.set_user_attr("hash", h)
+        if skipped:
+            trial.set_user_attr("duplicates_skipped", skipped)
+        return {"spec": spec_dict, "number": trial.number, "seed": self.seed,
+                "kind": kind}
+
+    def _resample(self, trial: optuna.trial.Trial, params: dict[str, Any],
+                  marks: dict[str, Any]) -> optuna.trial.Trial:
+        """The same trial, its params forgotten, to be sampled as ``params`` (what the
+        storage holds of it is only its row: nothing is handed out before propose ends)."""
+        storage = self.optuna._storage
+        storage.discard_params(trial._trial_id)
+        storage.set_trial_system_attr(trial._trial_id, "fixed_params", params)
+        for key, value in marks.items():
+            storage.set_trial_user_attr(trial._trial_id, key, value)
+        return optuna.trial.Trial(self.optuna, trial._trial_id)
+
+    def _park_duplicate(self, trial: optuna.trial.Trial, h: str) -> None:
+        """A baseline whose architecture is evaluated, or running: told as a duplicate of
+        its twin now, or when the twin ends."""
+        if h in self.history.done:
+            self._tell_duplicate(trial, h, self.history.done[h])
+            return
+        trial.set_user_attr("hash", h)
+        self._waiting_dups.setdefault(h, []).append(trial)
+
+    def _exhausted(self, trial: optuna.trial.Trial, h: str, skipped: int) -> str:
+        """MAX_DUPLICATE_STREAK proposals in a row were known architectures: the space is
+        taken as exhausted. The last proposal is told as the duplicate it is (a known
+        twin's, or waits for the running one)."""
+        trial.set_user_attr("duplicates_skipped", skipped - 1)
+        self._park_duplicate(trial, h)
         self.stop_reason = "space exhausted"
         why = hopeless(self.history.records.values(), self.study.constraints, minimum=1)
         if why is not None:  # exhausted without one feasible candidate: say which limit
             self.stop_reason, self.stop_detail = "constraints", why
         return FINISHED
-
-    def _queue_after_duplicate(self, trial: optuna.trial.Trial, kind: str,
-                               streak: int) -> None:
-        """Queue what the next ask takes after a known architecture (see
-        ``propose.enqueue_after_duplicate``), when that ask is about to happen, so that
-        a search ending here leaves none waiting."""
-        if kind != "search":  # a baseline twin: the sampler's turn comes next
-            return
-        self._random_draws += 1
-        enqueue_after_duplicate(self.optuna, self.study, trial, streak, random_draw_seed(
-            self.seed, self.history.told, self._random_draws))
 
     # ------------------------------------------------------------------ following a trial
     def started(self, slot: str) -> None:
@@ -231,13 +269,14 @@ class SearchCore:
         if result and result.get("fatal"):
             self.fatal = str(result["fatal"])
             self.stop_reason = "error"
-            self._finish_interrupted(live, wall)  # not the candidate's fault: run it later
+            # not the candidate's fault: run it later
+            interrupts.finish_interrupted(self, live, wall)
         elif outcome:
             self._finish_outcome(live, json.loads(outcome), wall)  # both executors: JSON
         elif live.stopped:
             self._finish_stopped(live, wall)
         else:  # ended without a verdict: the search itself was stopped
-            self._finish_interrupted(live, wall)
+            interrupts.finish_interrupted(self, live, wall)
 
     def failed(self, slot: str, message: str, *, final: bool) -> None:
         """A worker failed (its process died, or the trial raised). Charge the attempt;
@@ -262,44 +301,20 @@ class SearchCore:
     # ------------------------------------------------------------------ sessions
     def recover(self) -> int:
         """At the start of a session: trials an earlier driver left RUNNING (it died,
-        e.g. ``kill -9``) are charged from their logs, told FAIL and re-enqueued. Only
-        safe while holding the run's lock (no other driver is telling them)."""
-        n = 0
-        for t in self.optuna.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            trial = optuna.trial.Trial(self.optuna, t._trial_id)
-            events = self.run.read_log(t.number)
-            starts = [e for e in events if e.get("event") == "start"]
-            attrs: dict[str, Any] = {"hash": t.user_attrs.get("hash")}
-            if starts:
-                wall = max(0.0, float(events[-1]["t"]) - float(starts[-1]["t"]))
-                attrs["wall_s"] = wall
-                self.ledger.append(LedgerEntry.make(
-                    t.number, int(starts[-1].get("attempt", 1)), "interrupted", wall,
-                    self.devices, session=int(starts[-1].get("session", self.session)),
-                    executor_id=starts[-1].get("executor_id"), hash=attrs["hash"]))
-            # A trial asked but never handed out (the driver died between the ask and the
-            # write of its params) has no params in the database: re-run what was queued
-            # for it (a neighbour, a baseline, a retry) if anything, else nothing.
-            self._interrupt(trial, t.number, attrs,
-                            params=t.params or t.system_attrs.get("fixed_params") or {})
-            n += 1
-        return n
+        e.g. ``kill -9``) are charged, failed and re-enqueued (:mod:`.interrupts`)."""
+        return interrupts.recover(self)
 
     def close_session(self) -> None:
         """At the end of a session: trials still running were cut off by the stop."""
-        for slot in list(self._live):
-            live = self._live.pop(slot)
-            self._finish_interrupted(live, live.wall(self.clock()))
-        for h in list(self._waiting_dups):
-            for trial in self._waiting_dups.pop(h):
-                self._interrupt(trial, trial.number, {"hash": h})
+        interrupts.close_session(self)
 
     def snapshot(self) -> dict[str, Any]:
         """What the live display shows."""
         spent, c = self.spent(), self.history.counts
         return {"told": self.history.told, "running": self.running,
                 "complete": c["complete"], "infeasible": c["infeasible"],
-                "failed": c["failed"], "stopped": c["stopped"], "duplicate": c["duplicate"],
+                "failed": c["failed"], "stopped": c["stopped"],
+                "duplicate": c["duplicate"] + c["duplicates_skipped"],
                 "spent": spent, "left": self.budget.left(spent),
                 "best": self.history.best, "front": len(self.history.front)}
 
@@ -345,35 +360,6 @@ class SearchCore:
             attrs["pre_training_s"] = live.pre_training_s
         self._tell(live.trial, TrialState.PRUNED, attrs)
         self._resolve_waiting(live.hash, live.number)
-
-    def _finish_interrupted(self, live: LiveTrial, wall: float) -> None:
-        self._running_hashes.pop(live.hash, None)
-        if live.attempt_start is not None:  # it ran: charge what it used
-            self._charge(live, "interrupted", wall)
-        self._interrupt(live.trial, live.number, {"hash": live.hash, "wall_s": wall,
-                                                   "kind": live.kind, "spec": live.spec})
-        for trial in self._waiting_dups.pop(live.hash, []):
-            self._interrupt(trial, trial.number, {"hash": live.hash})
-
-    def _interrupt(self, trial: optuna.trial.Trial, number: int, attrs: dict[str, Any],
-                   params: dict[str, Any] | None = None) -> None:
-        """FAIL an interrupted trial and enqueue the same candidate again (``params``,
-        default the trial's): a baseline (its spec is carried), or a candidate with
-        params; one without any was never sampled, so there is nothing to re-run."""
-        params = dict(trial.params if params is None else params)
-        carried = {k: v for k, v in trial.user_attrs.items()
-                   if k in ("kind", "baseline", "spec", "baseline_error")}
-        retry = bool(params) or carried.get("kind") == "baseline"
-        attrs = {**attrs, "status": "interrupted", "interrupted": True,
-                 "message": "interrupted: the search stopped while it ran; " + (
-                     "re-enqueued" if retry else "never handed out, nothing to re-run")}
-        self._tell(trial, TrialState.FAIL, attrs)
-        if not retry:
-            return
-        marks = {"retry_of": number}
-        if carried.get("kind") == "baseline":
-            marks.update(carried)
-        self.optuna.enqueue_trial(params, user_attrs=marks)
 
     def _tell_duplicate(self, trial: optuna.trial.Trial, h: str, original: int) -> None:
         state, values, constraints, src = self.history.records[original]

@@ -25,7 +25,6 @@ from ..budget import Budget
 from ..errors import UserError
 from ..run.ledger import Ledger
 from ..run.rundir import RunDir, default_run_dir
-from ..run.storage import open_storage
 from ..run.summary import SearchSummary, run_study, summarize
 from ..study import SEED_MAX, Study, load_study
 from .asha import AshaRule
@@ -119,7 +118,7 @@ def _run_session(run: RunDir, study: Study, budget: Budget, *, seed: int,
                  data_dir: str | None, progress: TextIO | bool | None,
                  executor: str = "ray", notes: list[str] | None = None) -> SearchSummary:
     session = run.start_session()
-    ostudy = _open_study(run, study, seed + session, with_baselines)
+    ostudy = open_run_study(run, study, seed + session, with_baselines)
     if executor == "ray":
         from ..evaluate.cluster import resolve_resources  # gpus_per_trial: auto -> a fraction
 
@@ -135,6 +134,7 @@ def _run_session(run: RunDir, study: Study, budget: Budget, *, seed: int,
          "enqueued again"] if recovered else [])])
     if core.admission()["decision"] == "finished":  # e.g. a resume with its budget spent
         core.stop_reason = "budget"
+    asha = None
     try:
         if core.stop_reason is None:
             asha = AshaRule.for_study(study, run)
@@ -149,6 +149,8 @@ def _run_session(run: RunDir, study: Study, budget: Budget, *, seed: int,
                            display=display)
     finally:
         core.close_session()
+        if asha is not None:
+            asha.save()  # the snapshot lags the rung log by up to a second
         run.tick(session, core.session_start)
         run.update_meta(last_stop={"reason": core.stop_reason or "interrupted",
                                    "why": core.stop_detail, "time": time.time()})
@@ -165,12 +167,12 @@ def _run_session(run: RunDir, study: Study, budget: Budget, *, seed: int,
     return summary
 
 
-def _open_study(run: RunDir, study: Study, sampler_seed: int, with_baselines: bool):
+def open_run_study(run: RunDir, study: Study, sampler_seed: int, with_baselines: bool):
     """The run's Optuna study (created on the first session), its sampler seeded per
     session, the study's baselines enqueued once."""
     import optuna
 
-    from ..run.sole_writer import SoleWriterStorage
+    from ..run.sole_writer import driver_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     meta = run.meta()
@@ -182,7 +184,7 @@ def _open_study(run: RunDir, study: Study, sampler_seed: int, with_baselines: bo
     try:
         ostudy = optuna.create_study(
             study_name=meta["optuna_study"],
-            storage=SoleWriterStorage(open_storage(run.storage_url())),
+            storage=driver_storage(run.storage_url()),
             sampler=sampler, directions=[o.direction for o in study.objectives],
             load_if_exists=True)
     except Exception as err:  # noqa: BLE001 - a bad URL / unreachable database is the user's

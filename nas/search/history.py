@@ -43,6 +43,7 @@ class History:
              constraints: dict[str, float], attrs: dict[str, Any]) -> None:
         """Count one told trial; remember its architecture, cost and place on the front."""
         status = attrs.get("status")
+        self.counts["duplicates_skipped"] += int(attrs.get("duplicates_skipped", 0))
         if status == "interrupted":  # re-run later: neither told nor evaluated
             self.counts["interrupted"] += 1
             return

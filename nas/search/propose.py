@@ -3,8 +3,9 @@ neighbour of an architecture the sampler proposed again, and the uniform random 
 that breaks a sampler's streak of duplicates.
 
 A proposal is an Optuna trial asked from the run's study; its candidate is
-``space.sample(trial)`` (the sampler's choice), or the spec an enqueued trial carries
-(a baseline, or a retry of an interrupted baseline). Ray-free.
+``space.sample(trial)`` (the sampler's choice, or the fixed params the core gives the
+same trial in place of a duplicate), or the spec an enqueued trial carries (a baseline,
+or a retry of an interrupted baseline). Ray-free.
 """
 
 from __future__ import annotations
@@ -40,51 +41,46 @@ def random_draw_seed(seed: int, told: int, draws: int) -> int:
     return int(np.random.SeedSequence([seed, told, draws]).generate_state(1)[0])
 
 
-def enqueue_random(ostudy: optuna.Study, study: Study, seed: int) -> None:
-    """Queue one candidate drawn uniformly from the space (``seed`` from
-    :func:`random_draw_seed`, so a resumed search draws the same); the next ask takes it."""
-    ostudy.enqueue_trial(_uniform_params(study, seed), user_attrs={"proposed_by": "random"})
-
-
 #: A model-based sampler (TPE above all) can collapse onto the architectures it already
-#: likes and propose them again and again; those trials cost no training, but each is a
-#: full ask, and without a way out the search would stop as "space exhausted" in a space
-#: of millions. So a duplicate is followed by its neighbour, and every
+#: likes and propose them again and again; those proposals cost no training, but each
+#: is a full ask, and without a way out the search would stop as "space exhausted" in a
+#: space of millions. So a duplicate is replaced by its neighbour, and every
 #: RANDOM_AFTER_DUPLICATES-th duplicate in a row by a candidate drawn uniformly at random.
 RANDOM_AFTER_DUPLICATES = 10
 
 
-def enqueue_after_duplicate(ostudy: optuna.Study, study: Study, trial: optuna.trial.Trial,
-                            streak: int, seed: int) -> None:
-    """Queue what follows ``trial``, the ``streak``-th duplicate in a row: a uniform draw
-    every RANDOM_AFTER_DUPLICATES-th time, else the duplicate's neighbour."""
+def after_duplicate(study: Study, params: dict[str, Any], streak: int, seed: int,
+                    twin: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(params, user attrs) of what replaces the ``streak``-th proposal in a row of an
+    architecture already evaluated (by trial ``twin``; ``params``: the proposal's): a
+    uniform draw every RANDOM_AFTER_DUPLICATES-th time, else the proposal's neighbour.
+    ``seed`` from :func:`random_draw_seed`, so a resumed search draws the same."""
     if streak % RANDOM_AFTER_DUPLICATES == 0:
-        enqueue_random(ostudy, study, seed)
-    else:
-        enqueue_neighbour(ostudy, study, trial.params, seed, trial.number)
+        return uniform_params(study, seed), {"proposed_by": "random"}
+    return neighbour(study, params, seed, twin)
 
 
-def enqueue_neighbour(ostudy: optuna.Study, study: Study, params: dict[str, Any],
-                      seed: int, of: int) -> None:
-    """Queue a neighbour of the architecture trial ``of`` proposed again: ``params`` with
-    ONE of them redrawn uniformly (the one chosen by ``seed``, among those a uniform draw
-    sets to another value). The draw also brings whatever parameters the new value makes
-    active (a deeper stage's blocks, a block type's knobs). Where the sampler wanted this
-    architecture, its neighbour is the next best guess, and it costs no sampler call: a
-    model-based sampler that collapses (multi-objective TPE proposed 70% duplicates over
-    1,000 trials on the digits space) pays a full ask per duplicate otherwise."""
-    draw = _uniform_params(study, seed)
+def neighbour(study: Study, params: dict[str, Any], seed: int,
+              of: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(params, user attrs) of a neighbour of the architecture trial ``of`` evaluated,
+    proposed again: ``params`` with ONE of them redrawn uniformly (the one chosen by
+    ``seed``, among those a uniform draw sets to another value). The draw also brings
+    whatever parameters the new value makes active (a deeper stage's blocks, a block
+    type's knobs). Where the sampler wanted this architecture, its neighbour is the next
+    best guess, and it costs no sampler call: a model-based sampler that collapses
+    (multi-objective TPE proposed 70% duplicates over 1,000 trials on the digits space)
+    pays a full ask per duplicate otherwise."""
+    draw = uniform_params(study, seed)
     differing = sorted(k for k in params if k in draw and draw[k] != params[k])
     if not differing:  # the draw is this architecture: take it whole
-        ostudy.enqueue_trial(draw, user_attrs={"proposed_by": "random"})
-        return
+        return draw, {"proposed_by": "random"}
     redrawn = differing[np.random.default_rng(seed).integers(len(differing))]
-    neighbour = {**draw, **{k: v for k, v in params.items() if k != redrawn}}
-    ostudy.enqueue_trial(neighbour, user_attrs={"proposed_by": "neighbour",
-                                                "neighbour_of": of, "redrawn": redrawn})
+    return ({**draw, **{k: v for k, v in params.items() if k != redrawn}},
+            {"proposed_by": "neighbour", "neighbour_of": of, "redrawn": redrawn})
 
 
-def _uniform_params(study: Study, seed: int) -> dict[str, Any]:
+def uniform_params(study: Study, seed: int) -> dict[str, Any]:
+    """The params of one candidate drawn uniformly from the space."""
     scratch = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     draw = scratch.ask()
     study.space.sample(draw)
@@ -102,6 +98,8 @@ def candidate(trial: optuna.trial.Trial, study: Study):
         if kind == "baseline":
             if attrs.get("baseline_error"):
                 return None, kind, attrs["baseline_error"]
+            if attrs.get("in_space"):  # its params recorded: the sampler learns from it
+                study.space.sample(trial)
             return ModelSpec.from_dict(attrs["spec"]), kind, None
         return study.space.sample(trial), kind, None
     except Exception as err:  # noqa: BLE001 - recorded on the trial
@@ -111,22 +109,30 @@ def candidate(trial: optuna.trial.Trial, study: Study):
 def enqueue_baselines(ostudy: optuna.Study, study: Study) -> list[str]:
     """Enqueue the study's baselines as fixed specs (user_attrs kind=baseline), adapted
     to the study's data (``ModelSpec.with_data``). A baseline that cannot run at that
-    input is still enqueued and told FAIL with the reason, so the user sees it."""
+    input is still enqueued and told FAIL with the reason, so the user sees it. One that
+    is a point of the study's space is enqueued with its params too (``in_space``), so
+    its result is an observation the sampler learns from, as Optuna warm-starts a study
+    with known configurations (:mod:`search_space.inverse`)."""
     from search_space import load_spec
+    from search_space.inverse import params_of
 
     names = []
     for ref in study.baselines:
         attrs: dict[str, Any] = {"kind": "baseline", "baseline": ref}
+        params: dict[str, Any] = {}
         try:
             spec = load_spec(ref).with_data(channels=study.input_channels,
                                             size=tuple(study.input_size),
                                             classes=study.classes)
             attrs["spec"] = spec.to_dict()
+            params = params_of(study.space, spec) or {}
+            if params:
+                attrs["in_space"] = True
         except Exception as err:  # noqa: BLE001 - recorded on the trial, not fatal
             attrs["baseline_error"] = (f"baseline {ref} cannot run on the study's data "
                                        f"({study.input_channels}x{study.input_size[0]}x"
                                        f"{study.input_size[1]}, {study.classes} classes): "
                                        f"{err}")
-        ostudy.enqueue_trial({}, user_attrs=attrs)
+        ostudy.enqueue_trial(params, user_attrs=attrs)
         names.append(ref)
     return names

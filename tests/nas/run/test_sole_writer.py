@@ -122,3 +122,30 @@ def test_optunas_checks_still_hold(url):
         study._storage.set_trial_user_attr(trial._trial_id + 1000, "k", 1)
     with pytest.raises(ValueError, match="[Cc]annot set different distribution"):
         study.ask().suggest_categorical("x", ["a", "b"])  # "x" was a float
+
+
+def test_discarded_params_leave_nothing_behind_and_the_trial_samples_again(url):
+    # The search core re-samples a trial in place of a duplicate. A name seen for the
+    # first time goes to the database at once (Optuna's distribution check), the rest is
+    # buffered: both must be gone, in the driver's view and in the database, once the
+    # trial is sampled again and flushed.
+    study = optuna.create_study(storage=SoleWriterStorage(open_storage(url)),
+                                study_name="s")
+    study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 1.0)
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 1.0)  # known name: buffered
+    trial.suggest_categorical("op", ["a", "b"])  # first seen: in the database already
+    storage = study._storage
+    storage.discard_params(trial._trial_id)
+    storage.set_trial_system_attr(trial._trial_id, "fixed_params", {"x": 0.25})
+    again = optuna.trial.Trial(study, trial._trial_id)
+    assert again.suggest_float("x", 0.0, 1.0) == 0.25
+    assert again.params == {"x": 0.25}
+    storage.flush()
+
+    reread = optuna.load_study(study_name="s", storage=url).trials[1]
+    assert reread.params == {"x": 0.25} and set(reread.distributions) == {"x"}
+    assert _comparable(storage.get_trial(trial._trial_id)) == _comparable(reread)
+    study.tell(again, 0.5)
+    with pytest.raises(RuntimeError):  # a finished trial keeps what it was told
+        storage.discard_params(again._trial_id)

@@ -1,7 +1,7 @@
 """The one ASHA rule (nas.search.asha): Ray's asynchronous successive halving decisions,
 baselines never stopped and kept out of the rungs (issue 14: an AA-ResNet baseline was
 stopped after one epoch and compared against nothing), never a stop at the last epoch,
-and rungs that a resumed search continues from rungs.json."""
+and rungs that a resumed search continues from the rung log (rungs.jsonl)."""
 
 from __future__ import annotations
 
@@ -61,12 +61,28 @@ def test_rungs_survive_a_resume(tmp_path, mode):
     sign = 1 if mode == "max" else -1
     for n, acc in enumerate((0.84, 0.86, 0.88, 0.9)):  # each above the cutoff
         first.decide({"number": n}, _report(1, sign * acc))
-    saved = json.loads((run / "rungs.json").read_text())
-
+    assert first.decide({"number": 5}, _report(1, sign * 0.1))
+    # killed here (no session end: the snapshot may lag): the rung log has every decision
     again = _rule(run, mode=mode)
-    assert again.to_dict()["rungs"] == saved["rungs"]
+    assert again.to_dict() == first.to_dict()
     assert again.decide({"number": 20}, _report(1, sign * 0.5))
     assert not again.decide({"number": 21}, _report(1, sign * 0.95))
+    again.save()  # what the driver does when a session ends
+    assert json.loads((run / "rungs.json").read_text()) == again.to_dict()
+
+
+def test_a_run_from_before_the_rung_log_resumes_from_its_snapshot(tmp_path):
+    run = _run(tmp_path)
+    first = _rule(run)
+    for n, acc in enumerate((0.84, 0.86, 0.88, 0.9, 0.1)):
+        first.decide({"number": n}, _report(1, acc))
+    first.save()
+    (run / "rungs.jsonl").unlink()  # a run directory written before the log existed
+
+    again = _rule(run)
+    assert again.to_dict() == first.to_dict()
+    assert len(run.read_rung_log()) == 5  # carried into the log: a later resume has them
+    assert _rule(run).to_dict() == first.to_dict()
 
 
 @pytest.mark.parametrize("epochs,grace,rf", [(4, 1, 2), (9, 1, 3), (8, 2, 2), (15, 3, 3),

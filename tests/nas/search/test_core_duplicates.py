@@ -1,8 +1,8 @@
 """A sampler that keeps proposing one architecture must not end a search in a large space,
-nor cost a full ask per duplicate: a duplicate is followed by its neighbour (one
-parameter redrawn), and after RANDOM_AFTER_DUPLICATES duplicates in a row the core draws
-one candidate at random (model-based samplers, TPE above all, do collapse like this on
-the digits space)."""
+nor cost a storage trial per duplicate: the trial asked is sampled again, in place, as
+the duplicate's neighbour (one parameter redrawn), and after RANDOM_AFTER_DUPLICATES
+duplicates in a row as one candidate drawn at random (model-based samplers, TPE above
+all, do collapse like this on the digits space)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import yaml
 from nas.budget import parse_budget
 from nas.run.ledger import Ledger
 from nas.run.rundir import RunDir
+from nas.run.sole_writer import driver_storage
 from nas.search.core import SearchCore
 from nas.search.propose import RANDOM_AFTER_DUPLICATES
 from nas.study import load_study
@@ -42,7 +43,8 @@ def _core(tmp_path):
     assert study.space.size() > 1
     run = RunDir.create(tmp_path / "run", study.to_dict(), optuna_study=study.name,
                         storage=None, seed=0, budget="1gpuh")
-    ostudy = optuna.create_study(study_name=study.name, storage=run.storage_url(),
+    ostudy = optuna.create_study(study_name=study.name,
+                                 storage=driver_storage(run.storage_url()),
                                  sampler=FirstChoiceSampler(),
                                  directions=[o.direction for o in study.objectives])
     core = SearchCore(study, ostudy, run=run, ledger=Ledger(run.ledger_path),
@@ -50,25 +52,39 @@ def _core(tmp_path):
     return core, ostudy
 
 
-def test_a_duplicate_is_followed_by_its_neighbour(tmp_path):
+def _stored(ostudy):
+    """The run's trials as a reader opening the database sees them."""
+    return optuna.load_study(study_name=ostudy.study_name,
+                             storage=ostudy._storage._backend.url).get_trials(deepcopy=False)
+
+
+def test_a_duplicate_is_replaced_in_place_by_its_neighbour(tmp_path):
     core, ostudy = _core(tmp_path)
     first = core.propose("t0")
     second = core.propose("t1")  # the sampler proposes `first` again and again
 
     assert isinstance(second, dict), f"the search stopped: {core.stop_reason}"
-    trials = ostudy.get_trials(deepcopy=False)
-    hashes = {t.number: t.user_attrs.get("hash") for t in trials}
-    assert hashes[second["number"]] != hashes[first["number"]]
-    twins = [n for n, h in hashes.items() if h == hashes[first["number"]] and n != 0]
-    assert len(twins) == 1  # one duplicate, then its neighbour: no second full ask
-    asked = ostudy.trials[second["number"]]
+    trials = _stored(ostudy)
+    # the repeat is no trial: the trial asked for it holds the neighbour instead
+    assert [t.number for t in trials] == [first["number"], second["number"]]
+    asked = trials[1]
+    assert asked.user_attrs["hash"] != trials[0].user_attrs["hash"]
     assert asked.user_attrs["proposed_by"] == "neighbour"
-    assert asked.user_attrs["neighbour_of"] == twins[0]
+    assert asked.user_attrs["neighbour_of"] == first["number"]
+    assert asked.user_attrs["duplicates_skipped"] == 1
     redrawn = asked.user_attrs["redrawn"]
-    before, after = ostudy.trials[0].params, asked.params
+    before, after = trials[0].params, asked.params
     assert after[redrawn] != before[redrawn]
     # every other parameter the original had and the neighbour uses is the original's
     assert all(after[k] == v for k, v in before.items() if k in after and k != redrawn)
+    # what the database holds is the neighbour the worker runs, nothing of the repeat
+    assert asked.system_attrs["fixed_params"].items() >= asked.params.items()
+    assert study_spec_hash(core, asked.params) == asked.user_attrs["hash"]
+    assert core.snapshot()["duplicate"] == 0  # counted when the trial is told
+
+
+def study_spec_hash(core, params):
+    return core.study.space.sample(optuna.trial.FixedTrial(params)).hash()
 
 
 def test_a_streak_of_duplicates_gets_a_random_candidate_not_a_finished_search(
@@ -76,20 +92,20 @@ def test_a_streak_of_duplicates_gets_a_random_candidate_not_a_finished_search(
     import nas.search.propose as propose
 
     # neighbours that are duplicates too (a nearly exhausted corner of the space)
-    monkeypatch.setattr(propose, "enqueue_neighbour", lambda ostudy, study, params, seed,
-                        of: ostudy.enqueue_trial(params, user_attrs={"proposed_by": "n"}))
+    monkeypatch.setattr(propose, "neighbour", lambda study, params, seed, of: (
+        params, {"proposed_by": "n"}))
     core, ostudy = _core(tmp_path)
-    first = core.propose("t0")
+    core.propose("t0")
     second = core.propose("t1")
 
     assert isinstance(second, dict), f"the search stopped: {core.stop_reason}"
     assert core.stop_reason is None
-    hashes = {t.number: t.user_attrs.get("hash") for t in ostudy.get_trials(deepcopy=False)}
-    assert hashes[second["number"]] != hashes[first["number"]]
-    assert ostudy.trials[second["number"]].user_attrs.get("proposed_by") == "random"
-    # exactly the streak that triggers the fallback waited on the running twin
-    twins = [n for n, h in hashes.items() if h == hashes[first["number"]] and n != 0]
-    assert len(twins) == RANDOM_AFTER_DUPLICATES
+    trials = _stored(ostudy)
+    assert len(trials) == 2
+    assert trials[1].user_attrs["hash"] != trials[0].user_attrs["hash"]
+    assert trials[1].user_attrs.get("proposed_by") == "random"
+    # exactly the streak that triggers the fallback was skipped
+    assert trials[1].user_attrs["duplicates_skipped"] == RANDOM_AFTER_DUPLICATES
 
 
 def test_a_dead_drivers_trial_that_never_got_its_params_is_not_rerun_blindly(tmp_path):

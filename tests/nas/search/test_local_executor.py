@@ -16,6 +16,7 @@ import yaml
 from nas.budget import parse_budget
 from nas.run.ledger import Ledger
 from nas.run.rundir import RunDir
+from nas.run.sole_writer import driver_storage
 from nas.search.core import SearchCore
 from nas.search.local import VirtualClock, run_in_process
 from nas.search.propose import make_sampler
@@ -94,7 +95,8 @@ def _core(tmp_path, budget: str, clock=None) -> SearchCore:
     study = load_study(yaml.safe_load(TINY.read_text()))
     run = RunDir.create(tmp_path / "run", study.to_dict(), optuna_study=study.name,
                         storage=None, seed=0, budget=budget)
-    ostudy = optuna.create_study(study_name=study.name, storage=run.storage_url(),
+    ostudy = optuna.create_study(study_name=study.name,
+                                 storage=driver_storage(run.storage_url()),
                                  sampler=make_sampler("random", 0),
                                  directions=[o.direction for o in study.objectives])
     kwargs = {"clock": clock} if clock is not None else {}

@@ -13,7 +13,8 @@ import optuna
 import pytest
 import yaml
 
-from nas.search.propose import random_draw_seed
+from nas.search.core import MAX_DUPLICATE_STREAK
+from nas.search.propose import RANDOM_AFTER_DUPLICATES, random_draw_seed
 
 TINY = Path(__file__).parents[1] / "data" / "tiny_search.yaml"
 
@@ -28,7 +29,7 @@ def test_random_draw_seed_is_a_valid_32_bit_seed_and_differs_per_draw(seed):
 
 def two_architecture_study(tmp_path: Path) -> Path:
     """Two architectures only: after both are trained every proposal is a duplicate, so
-    ten in a row are reached quickly and the core draws at random."""
+    ten in a row are reached quickly and the core draws at random, then gives up."""
     study = yaml.safe_load(TINY.read_text())
     study["space"]["stem"]["channels"] = 4
     study["space"]["stages"][0]["depth"] = 1
@@ -50,11 +51,15 @@ def test_nas_search_reaches_the_random_fallback_at_any_seed(tmp_path, seed):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     summary = json.loads(proc.stdout)
-    assert summary["stop_reason"] in ("budget", "space exhausted")
+    assert summary["stop_reason"] == "space exhausted"  # both trained, then only repeats
     meta = json.loads((run_dir / "run.json").read_text())
     trials = optuna.load_study(study_name=meta["optuna_study"],
                                storage=f"sqlite:///{run_dir / 'optuna.db'}").trials
-    drawn = [t for t in trials if t.user_attrs.get("proposed_by") == "random"]
-    assert drawn, "the search never reached the random fallback"
-    assert all(t.state.is_finished() for t in drawn)
+    # the repeats were re-drawn in place (no trial each): past RANDOM_AFTER_DUPLICATES of
+    # them in a row the fallback drew at random, MAX_DUPLICATE_STREAK - 1 times replaced
+    assert [t.user_attrs.get("duplicates_skipped", 0) for t in trials][-1] == (
+        MAX_DUPLICATE_STREAK - 1)
+    assert MAX_DUPLICATE_STREAK > RANDOM_AFTER_DUPLICATES
+    assert summary["counts"]["duplicates_skipped"] >= MAX_DUPLICATE_STREAK - 1
+    assert all(t.state.is_finished() for t in trials)
     assert {t.user_attrs["seed"] for t in trials if "seed" in t.user_attrs} == {seed}

@@ -64,10 +64,12 @@ def check_ledger_matches_trials(run_dir: Path, trials) -> Ledger:
 def test_trials_budget_constraints_dedup_ledger_and_status(tmp_path, capsys):
     run_dir = tmp_path / "run"
     study = tiny(sampler={"name": "nsga2", "seed": 1, "options": {"population_size": 4}})
-    summary = run_search(study, run_dir=run_dir, budget="9trials", progress=False)
+    # 7 of the tiny space's 8 architectures: the budget ends it (a proposal of a known
+    # architecture is replaced, not told, so it does not count)
+    summary = run_search(study, run_dir=run_dir, budget="7trials", progress=False)
     trials = trials_of(run_dir)
     told = [t for t in trials if t.state.is_finished()]
-    assert len(told) == 9 and summary.stop_reason == "budget"
+    assert len(told) == 7 and summary.stop_reason == "budget"
     assert not [t for t in trials if not t.state.is_finished()]
 
     states = {category(t) for t in trials}
@@ -128,12 +130,14 @@ def test_trials_budget_constraints_dedup_ledger_and_status(tmp_path, capsys):
     assert main(["status", str(run_dir), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     n_dup = sum(category(t) == "duplicate" for t in trials)
-    assert status["counts"]["total"] == 9 and status["counts"]["duplicate"] == n_dup
-    assert status["budget"]["spent"] == 9 and status["budget"]["limit"] == 9
+    assert status["counts"]["total"] == 7 and status["counts"]["duplicate"] == n_dup
+    assert status["counts"]["duplicates_skipped"] == sum(
+        t.user_attrs.get("duplicates_skipped", 0) for t in trials)
+    assert status["budget"]["spent"] == 7 and status["budget"]["limit"] == 7
     assert status["budget"]["unit"] == "trials"
     assert main(["status", str(run_dir)]) == 0
     text = capsys.readouterr().out
-    assert "budget" in text and "spent 9 of 9 trials" in text
+    assert "budget" in text and "spent 7 of 7 trials" in text
 
 
 def test_device_budget_is_never_overcommitted(tmp_path):
@@ -213,8 +217,12 @@ def test_baselines_are_evaluated_once_under_the_same_protocol(tmp_path):
     for t in base:
         s = t.user_attrs["spec"]
         assert s["input"] == {"channels": 1, "size": [8, 8]} and s["classes"] == 4
-        assert t.params == {}
     small, resnet = base
+    # the small CNN at 1x8x8 is a point of the tiny space: told with its params, so the
+    # sampler learns from it (warm start); ResNet-18 is not (another depth and blocks)
+    assert small.params == {"stem.channels": 8, "s0.channels": 8, "s0.depth": 1}
+    assert small.user_attrs["in_space"] is True
+    assert resnet.params == {} and "in_space" not in resnet.user_attrs
     assert small.user_attrs["status"] == "ok"  # trained like any candidate
     assert small.user_attrs["provenance"]["batch_size"] == 32
     # 11M params > 6000: a comparison is trained all the same, and marked infeasible
