@@ -42,6 +42,8 @@ from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
+from .storage import open_storage
+
 
 class SoleWriterStorage(_CachedStorage):
     """An Optuna storage for a study only this process writes (see the module)."""
@@ -220,6 +222,4 @@ class SoleWriterStorage(_CachedStorage):
 def driver_storage(url: str) -> SoleWriterStorage:
     """The storage a search driver writes a run's Optuna study through (``url``: the
     run's SQLAlchemy URL)."""
-    from .storage import open_storage
-
     return SoleWriterStorage(open_storage(url))

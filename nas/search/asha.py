@@ -101,21 +101,27 @@ class AshaRule:
             if epoch < milestone:
                 continue
             cutoff = self.cutoff(recorded)
-            signed = self._sign * float(value)
-            stop = cutoff is not None and signed < cutoff
-            recorded[number] = signed
-            if stop:
-                self.stopped.append({"trial": number, "epoch": epoch, "value": float(value),
-                                     "cutoff": self._sign * cutoff})
-            if self._run is not None:
-                self._run.log_rung({"epoch": float(milestone), "trial": number,
-                                    "reported_epoch": epoch, "value": float(value),
-                                    "stop": stop, "cutoff": None if cutoff is None
-                                    else self._sign * cutoff})
-                if time.monotonic() - self._saved_at >= SAVE_EVERY_S:
-                    self.save()
+            stop = cutoff is not None and self._sign * float(value) < cutoff
+            self._record({"epoch": float(milestone), "trial": number, "reported_epoch": epoch,
+                          "value": float(value), "stop": stop,
+                          "cutoff": None if cutoff is None else self._sign * cutoff})
+            if self._run is not None and time.monotonic() - self._saved_at >= SAVE_EVERY_S:
+                self.save()
             return stop
         return False
+
+    def _record(self, decision: dict[str, Any], *, log: bool = True) -> None:
+        """Apply one rung-log line (values in the metric's own units) and, unless it was
+        read from the log, append it there."""
+        self.rungs[float(decision["epoch"])][int(decision["trial"])] = (
+            self._sign * float(decision["value"]))
+        if decision["stop"]:
+            self.stopped.append({"trial": int(decision["trial"]),
+                                 "epoch": int(decision["reported_epoch"]),
+                                 "value": float(decision["value"]),
+                                 "cutoff": decision["cutoff"]})
+        if log and self._run is not None:
+            self._run.log_rung(decision)
 
     def to_dict(self) -> dict[str, Any]:
         rungs = []
@@ -128,18 +134,12 @@ class AshaRule:
 
     def _restore(self) -> None:
         """The rungs of earlier sessions: the rung log, or (a run from before the log) the
-        snapshot."""
+        snapshot, carried into the log as it is read."""
         log = self._run.read_rung_log()
         if log:
-            for d in log:
-                recorded = self.rungs.get(float(d["epoch"]))
-                if recorded is None:
-                    continue
-                recorded[int(d["trial"])] = self._sign * float(d["value"])
-                if d.get("stop"):
-                    self.stopped.append({"trial": int(d["trial"]),
-                                         "epoch": int(d["reported_epoch"]),
-                                         "value": float(d["value"]), "cutoff": d["cutoff"]})
+            for decision in log:
+                if float(decision["epoch"]) in self.rungs:
+                    self._record(decision, log=False)
             return
         try:
             old = json.loads((self._run / "rungs.json").read_text())
@@ -147,23 +147,20 @@ class AshaRule:
             return
         if old.get("metric") != self.metric or old.get("mode") != self.mode:
             return
-        self.stopped = list(old.get("stopped", []))
-        stops = {int(s["trial"]): s for s in self.stopped}
+        stops = {}  # (rung, trial) -> the stop, at the highest rung its epoch reached
+        for s in old.get("stopped", []):
+            milestone = max(m for m in self.rungs if m <= s["epoch"])
+            stops[(milestone, int(s["trial"]))] = {
+                "epoch": milestone, "trial": int(s["trial"]), "reported_epoch": s["epoch"],
+                "value": s["value"], "stop": True, "cutoff": s["cutoff"]}
         for rung in old.get("rungs", []):
-            recorded = self.rungs.get(float(rung["epoch"]))
-            if recorded is None:
-                continue
-            for number, value in rung.get("trials", {}).items():
-                recorded[int(number)] = self._sign * float(value)
-                stop = stops.get(int(number))  # stopped at its highest rung: this one
-                stop = stop if stop is not None and not any(
-                    number in r.get("trials", {}) and r["epoch"] > rung["epoch"]
-                    for r in old["rungs"]) else None
-                self._run.log_rung({  # the log carries them on from now
-                    "epoch": float(rung["epoch"]), "trial": int(number),
-                    "reported_epoch": int(stop["epoch"]) if stop else int(rung["epoch"]),
-                    "value": float(value), "stop": stop is not None,
-                    "cutoff": stop["cutoff"] if stop else None})
+            milestone = float(rung["epoch"])
+            if milestone in self.rungs:
+                for number, value in rung.get("trials", {}).items():
+                    self._record(stops.get((milestone, int(number))) or {
+                        "epoch": milestone, "trial": int(number),
+                        "reported_epoch": int(milestone), "value": value, "stop": False,
+                        "cutoff": None})
 
     def save(self) -> None:
         """Rewrite rungs.json (the snapshot) now."""

@@ -58,6 +58,10 @@ def _stored(ostudy):
                              storage=ostudy._storage._backend.url).get_trials(deepcopy=False)
 
 
+def _spec_hash(core, params):
+    return core.study.space.sample(optuna.trial.FixedTrial(params)).hash()
+
+
 def test_a_duplicate_is_replaced_in_place_by_its_neighbour(tmp_path):
     core, ostudy = _core(tmp_path)
     first = core.propose("t0")
@@ -79,12 +83,8 @@ def test_a_duplicate_is_replaced_in_place_by_its_neighbour(tmp_path):
     assert all(after[k] == v for k, v in before.items() if k in after and k != redrawn)
     # what the database holds is the neighbour the worker runs, nothing of the repeat
     assert asked.system_attrs["fixed_params"].items() >= asked.params.items()
-    assert study_spec_hash(core, asked.params) == asked.user_attrs["hash"]
+    assert _spec_hash(core, asked.params) == asked.user_attrs["hash"]
     assert core.snapshot()["duplicate"] == 0  # counted when the trial is told
-
-
-def study_spec_hash(core, params):
-    return core.study.space.sample(optuna.trial.FixedTrial(params)).hash()
 
 
 def test_a_streak_of_duplicates_gets_a_random_candidate_not_a_finished_search(
