@@ -7,13 +7,17 @@ error (paired by seed) and the verdict of a two-sided t-test (paired, else Welch
 alpha 0.05, Holm-corrected across all pairs and objectives; for differences not yet
 significant, how many seeds would make them so. Latency is compared on the 10th
 percentile of the repeats (load delays some repeats, never speeds one up) and the load
-average is recorded. Saves RUN_DIR/rank.json."""
+average is recorded. Saves RUN_DIR/rank.json. Each finished evaluation is kept in
+RUN_DIR/rank_evals.jsonl: after Ctrl-C the same command continues, and more --seeds or a
+larger --top evaluate only what is new."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
+from ..results.rank_log import RANK_EVALS
 from . import options
 
 
@@ -36,8 +40,14 @@ def run(args: argparse.Namespace) -> int:
     from ..results.records import open_run
 
     results = open_run(args.run_dir)
-    report = rank_run(results, seeds=args.seeds, top=args.top, device=args.device,
-                      data_dir=args.data_dir)
+    try:
+        report = rank_run(results, seeds=args.seeds, top=args.top, device=args.device,
+                          data_dir=args.data_dir)
+    except KeyboardInterrupt:
+        print(f"nas rank: interrupted; every finished evaluation is saved in "
+              f"{results.run.path / RANK_EVALS}: the same command continues from them",
+              file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(report, indent=2))
         return 0

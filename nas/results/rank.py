@@ -25,7 +25,10 @@ never remove any, so a low percentile moves far less under load than the median 
 mean. Torch threads are pinned to the study's ``cpus_per_trial``. The load average
 (``os.getloadavg``) before and after each evaluation is recorded, and a measurement whose
 spread ``(p90 - p10) / median`` exceeds NOISY_SPREAD is flagged as too noisy to rank by.
-The result is saved as RUN_DIR/rank.json.
+The result is saved as RUN_DIR/rank.json. Each finished evaluation is also appended to
+RUN_DIR/rank_evals.jsonl (:mod:`nas.results.rank_log`) and re-used by the next ranking
+under the same protocol: Ctrl-C loses at most the evaluation in progress, and more seeds
+or a larger ``top`` evaluate only what is new.
 """
 
 from __future__ import annotations
@@ -40,11 +43,15 @@ from typing import Any, TextIO
 from ..errors import UserError
 from ..run.dominance import RANK_JSON, pareto_ranks, to_minimization
 from ..study.sections import JUDGED_ON
+from .rank_log import RankLog, protocol_key
 from .rankstats import ALPHA, POWER, TEST_NAME, compare, describe, judge
 from .records import RunResults, TrialRecord
 
 DOMINANCE_RULE = (f"A dominates B when A is significantly better on every objective "
                   f"({TEST_NAME}, alpha {ALPHA})")
+#: evaluations saved for the next `nas rank` (an error or an out-of-memory may be the
+#: machine's, not the architecture's: those are evaluated again)
+KEPT_STATUSES = ("ok", "infeasible", "diverged")
 #: (p90 - p10) / median of a latency measurement above which it is too noisy to rank by.
 NOISY_SPREAD = 0.5
 
@@ -120,7 +127,6 @@ def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str =
              data_dir: str | None = None, stream: TextIO | None = None) -> dict[str, Any]:
     """Evaluate, summarise and save RUN_DIR/rank.json; returns its content."""
     from ..evaluate.data import cached_data
-    from ..evaluate.trial import evaluate_candidate
 
     if seeds < 1:
         raise UserError(f"--seeds {seeds}: a positive int is required")
@@ -140,34 +146,38 @@ def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str =
     rows: list[Row] = []
     protocol: dict[str, Any] = {}
     load_start = list(os.getloadavg())
+    log = open_rank_log(results.run.path, study, device)
     total, done = sum(seeds for c in cands if c.spec is not None), 0
+    reused = 0
     for c in cands:
         if c.spec is None:
             rows.append(Row(c.name, c.kind, c.trial, c.hash, "invalid", 0, {},
                             message=c.problem))
             continue
         runs = []
+        comparison = c.kind == "baseline"
         for seed in range(seeds):
             t0 = time.perf_counter()
-            load = os.getloadavg()[0]
-            out = evaluate_candidate(c.spec, study, seed=seed, device=device, data=bundle,
-                                     comparison=c.kind == "baseline")
+            saved = log.get(c.spec.hash(), seed, comparison)
+            if saved is None:
+                run, provenance, latency = _evaluate_seed(c, study, seed, device, bundle,
+                                                          kept)
+                if run["status"] in KEPT_STATUSES:
+                    log.add(c.spec.hash(), seed, comparison, run, provenance, latency)
+            else:
+                run, provenance, latency = saved["run"], saved["provenance"], saved["latency"]
+                reused += 1
             done += 1
-            run = {"seed": seed, "status": out.status,
-                   "metrics": {m: out.metrics.get(m) for m in kept},
-                   "load_1min": [load, os.getloadavg()[0]], "message": out.message,
-                   "violations": dict(out.violations)}
-            run["latency_spread"] = latency_spread(run["metrics"])
-            run["latency_noisy"] = (run["latency_spread"] is not None
-                                    and run["latency_spread"] > NOISY_SPREAD)
             runs.append(run)
-            protocol = protocol or {**out.provenance, "epochs": study.training.epochs,
-                                    "latency": out.protocol}
-            acc = out.metrics.get(study.primary.metric)
-            print(f"[{done}/{total}] {c.name} seed {seed}: {out.status}"
+            protocol = protocol or {**provenance, "epochs": study.training.epochs,
+                                    "latency": latency}
+            acc = run["metrics"].get(study.primary.metric)
+            took = (f"saved in {log.path.name}" if saved is not None
+                    else f"{time.perf_counter() - t0:.1f} s")
+            print(f"[{done}/{total}] {c.name} seed {seed}: {run['status']}"
                   + (f" {study.primary.metric} {acc:.4g}" if acc is not None else "")
                   + (" (latency too noisy to rank by)" if run["latency_noisy"] else "")
-                  + f" ({time.perf_counter() - t0:.1f} s)", file=stream, flush=True)
+                  + f" ({took})", file=stream, flush=True)
         rows.append(_summarise(c, runs, kept))
     directions = [o.direction for o in study.objectives]
     _rank_rows(rows, metrics, directions)
@@ -184,6 +194,7 @@ def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str =
         "test": {"name": TEST_NAME, "alpha": ALPHA, "power_for_seeds": POWER},
         "dominance_rule": DOMINANCE_RULE,
         "executed": "in-process, sequentially (nas.evaluate.trial.evaluate_candidate; no Ray)",
+        "evaluations": {"total": total, "reused": reused, "log": str(log.path)},
         "rows": [r.to_dict() for r in rows],
         "comparisons": comparisons,
         "seeds_guidance": seeds_guidance(comparisons, seeds),
@@ -193,6 +204,35 @@ def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str =
     tmp.write_text(json.dumps(report, indent=2))
     tmp.replace(path)
     return report
+
+
+def open_rank_log(run_dir: Any, study: Any, device: str) -> RankLog:
+    """The run's log of finished evaluations, for this study's protocol on ``device``."""
+    import torch
+
+    from ..evaluate.train import resolve_device
+
+    dev = resolve_device(device)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    return RankLog(run_dir, protocol_key(study, str(dev), name, torch.__version__))
+
+
+def _evaluate_seed(c: Candidate, study: Any, seed: int, device: str, bundle: Any,
+                   kept: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """One seed of one candidate: its run entry, provenance and latency protocol."""
+    from ..evaluate.trial import evaluate_candidate
+
+    load = os.getloadavg()[0]
+    out = evaluate_candidate(c.spec, study, seed=seed, device=device, data=bundle,
+                             comparison=c.kind == "baseline")
+    run = {"seed": seed, "status": out.status,
+           "metrics": {m: out.metrics.get(m) for m in kept},
+           "load_1min": [load, os.getloadavg()[0]], "message": out.message,
+           "violations": dict(out.violations)}
+    run["latency_spread"] = latency_spread(run["metrics"])
+    run["latency_noisy"] = (run["latency_spread"] is not None
+                            and run["latency_spread"] > NOISY_SPREAD)
+    return run, dict(out.provenance), dict(out.protocol)
 
 
 def latency_spread(metrics: dict[str, Any]) -> float | None:

@@ -312,6 +312,51 @@ def test_rank_cli_text_says_what_dominates_means(results, ranked, capsys):
     assert "seeds:" in text and "found - baseline" in text
 
 
+def test_rank_continues_from_the_saved_evaluations(results, ranked, tmp_path, capsys):
+    """More seeds after a ranking evaluate only the new ones; the saved ones are the
+    ranking's own numbers."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(results.run.path, run)
+    code, out, err = _cli(capsys, "rank", str(run), "--seeds", "3", "--top", "2", "--json")
+    assert code == 0, err
+    again = json.loads(out)
+    runnable = [r for r in again["rows"] if r["status"] != "invalid"]
+    assert again["evaluations"] == {"total": 3 * len(runnable), "reused": 2 * len(runnable),
+                                    "log": str(run / "rank_evals.jsonl")}
+    assert err.count("saved in rank_evals.jsonl") == 2 * len(runnable)
+    before = {r["name"]: r for r in ranked["rows"]}
+    for r in runnable:
+        assert [x["seed"] for x in r["runs"]] == [0, 1, 2]
+        assert r["runs"][:2] == before[r["name"]]["runs"]
+
+
+def test_rank_interrupted_by_ctrl_c_says_how_to_continue(results, tmp_path):
+    """A real SIGINT in the middle of a ranking: exit 130, one line naming the log, the
+    finished evaluations kept; the same command then re-uses them."""
+    import shutil
+    import signal
+
+    run = tmp_path / "run"
+    shutil.copytree(results.run.path, run)
+    (run / "rank_evals.jsonl").unlink()
+    cmd = [sys.executable, "-m", "nas.cli", "rank", str(run), "--seeds", "2", "--top", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # the first evaluation is saved: interrupt the second
+        if line.startswith("[1/"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out, rest = proc.communicate(timeout=300)
+    assert proc.returncode == 130, rest
+    assert "interrupted" in rest and "rank_evals.jsonl" in rest and "Traceback" not in rest
+    saved = (run / "rank_evals.jsonl").read_text().splitlines()
+    assert 1 <= len(saved) < 8
+    done = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["evaluations"]["reused"] == len(saved)
+
+
 # --------------------------------------------------------------------------- report
 def test_report_is_one_self_contained_page(results, ranked, tmp_path):
     rec = export(results, "knee", tmp_path / "chosen.yaml")
