@@ -20,7 +20,11 @@ So :class:`SoleWriterStorage`:
   its own cached storage: writes of a trial's attributes reach the database before the
   write of its state succeeds; the state writes themselves are immediate;
 - after a state write, re-reads that one trial from the database, so what it keeps of a
-  finished trial is exactly what readers (``nas status``, optuna-dashboard) see.
+  finished trial is exactly what readers (``nas status``, optuna-dashboard) see;
+- keeps the numbers of its unfinished trials, so that the trials of an unfinished state
+  are found without a pass over them all: ``study.ask()`` looks for WAITING trials at
+  every ask, which Optuna's cached storage answers by filtering every trial (11 ms at
+  10,000 trials, growing with them).
 
 Readers open the database with their own plain storage; they see a running trial's
 params and attributes once the driver flushed them, which it does before the trial starts.
@@ -31,7 +35,7 @@ from __future__ import annotations
 import copy
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from importlib import import_module
 from typing import Any
 
@@ -52,12 +56,33 @@ class SoleWriterStorage(_CachedStorage):
         super().__init__(backend)
         self._loaded: set[int] = set()  # studies read from the database once
         self._pending: dict[int, dict[tuple[str, Any], Any]] = {}  # trial id -> writes
+        self._unfinished: dict[int, set[int]] = {}  # study id -> waiting/running numbers
 
     # ------------------------------------------------------------------ reading
     def _read_trials_from_remote_storage(self, study_id: int) -> None:
         if study_id not in self._loaded:
             super()._read_trials_from_remote_storage(study_id)
             self._loaded.add(study_id)
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True,
+                       states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        if states is None or any(s.is_finished() and s in states for s in TrialState):
+            return super().get_all_trials(study_id, deepcopy, states)
+        self._read_trials_from_remote_storage(study_id)
+        with self._lock:
+            trials = self._studies[study_id].trials
+            found = [trials[n] for n in sorted(self._unfinished.get(study_id, ()))
+                     if trials[n].state in states]
+        return copy.deepcopy(found) if deepcopy else found
+
+    def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
+        super()._add_trials_to_cache(study_id, trials)
+        unfinished = self._unfinished.setdefault(study_id, set())
+        for t in trials:  # every state change of a cached trial comes through here
+            if t.state.is_finished():
+                unfinished.discard(t.number)
+            else:
+                unfinished.add(t.number)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._lock:

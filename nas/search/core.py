@@ -42,7 +42,7 @@ from .history import COPIED, History
 from .hopeless import MIN_VERDICTS, hopeless
 from .live import LiveTrial
 from .outcome import COMPLETE, constraint_values, objective_values, plain, worker_died
-from .propose import after_duplicate, candidate, random_draw_seed
+from .propose import after_duplicate, candidate, random_draw_seed, spec_of_params
 
 #: propose() says: ask again when a running trial has ended.
 WAIT = None
@@ -171,20 +171,31 @@ class SearchCore:
                                                     "duplicates_skipped": skipped})
                 return None
             h = spec.hash()
-            twin = self.history.done.get(h)
-            if twin is None and h in self._running_hashes:
-                twin = self._live[self._running_hashes[h]].number
+            twin = self._twin(h)
             if twin is None:
                 break
             if kind != "search":  # a baseline twin is shown, as a trial of its own
                 self._park_duplicate(trial, h)
                 return None
-            skipped += 1
-            if skipped >= MAX_DUPLICATE_STREAK:
-                return self._exhausted(trial, h, skipped)
-            self._random_draws += 1
-            params, marks = after_duplicate(self.study, trial.params, skipped, random_draw_seed(
-                self.seed, self.history.told, self._random_draws), twin)
+            # Replacements are checked without the trial (spec_of_params) until one is new
+            # or needs the sampler; only that one is given to the trial and sampled.
+            params, marks = trial.params, None
+            while twin is not None:
+                skipped += 1
+                if skipped >= MAX_DUPLICATE_STREAK:
+                    if marks is not None:  # the trial told as the duplicate it now is
+                        trial = self._resample(trial, params, marks)
+                        candidate(trial, self.study)
+                    return self._exhausted(trial, h, skipped)
+                self._random_draws += 1
+                params, marks = after_duplicate(self.study, params, skipped, random_draw_seed(
+                    self.seed, self.history.told, self._random_draws), twin)
+                built = spec_of_params(self.study, params)
+                if built is None:
+                    break
+                spec, params = built
+                h = spec.hash()
+                twin = self._twin(h)
             trial = self._resample(trial, params, marks)
         spec_dict = spec.to_dict()
         self._live[slot] = LiveTrial(trial=trial, number=trial.number, hash=h,
@@ -197,6 +208,13 @@ class SearchCore:
             trial.set_user_attr("duplicates_skipped", skipped)
         return {"spec": spec_dict, "number": trial.number, "seed": self.seed,
                 "kind": kind}
+
+    def _twin(self, h: str) -> int | None:
+        """The number of the trial that evaluated, or is running, architecture ``h``."""
+        twin = self.history.done.get(h)
+        if twin is None and h in self._running_hashes:
+            twin = self._live[self._running_hashes[h]].number
+        return twin
 
     def _resample(self, trial: optuna.trial.Trial, params: dict[str, Any],
                   marks: dict[str, Any]) -> optuna.trial.Trial:

@@ -80,11 +80,54 @@ def neighbour(study: Study, params: dict[str, Any], seed: int,
 
 
 def uniform_params(study: Study, seed: int) -> dict[str, Any]:
-    """The params of one candidate drawn uniformly from the space."""
-    scratch = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    draw = scratch.ask()
+    """The params of one candidate drawn uniformly from the space: the draw of Optuna's
+    RandomSampler(seed) (tests/nas/search/test_propose_seeds.py), without a scratch
+    Optuna study per draw."""
+    draw = _Draw(np.random.RandomState(seed))
     study.space.sample(draw)
     return draw.params
+
+
+def spec_of_params(study: Study, params: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
+    """(spec, the params it used) of the architecture ``params`` choose, built without an
+    Optuna trial (None when they miss a choice the architecture needs: only a trial's
+    sampler can fill that in). The
+    core checks a duplicate's replacement this way before giving it to the trial: a
+    repeat then costs a spec build and a hash, not a storage round trip and a
+    re-sampled trial (~10 ms each, several per ask late in a long search)."""
+    draw = _Draw(params=params)
+    try:
+        return study.space.sample(draw), draw.params
+    except _MissingChoice:
+        return None
+
+
+class _MissingChoice(LookupError):
+    pass
+
+
+class _Draw:
+    """What ``space.sample`` asks of a trial: each choice taken from ``params``, or, with
+    ``rng``, drawn uniformly among those offered as Optuna's RandomSampler draws it (one
+    uniform number per choice, the largest wins; a single choice draws nothing)."""
+
+    def __init__(self, rng: np.random.RandomState | None = None,
+                 params: dict[str, Any] | None = None):
+        self._rng, self._given = rng, params
+        self.params: dict[str, Any] = {}
+
+    def suggest_categorical(self, name: str, offered: list[Any]) -> Any:
+        if self._given is not None:
+            if name not in self._given or self._given[name] not in offered:
+                raise _MissingChoice(name)
+            value = self._given[name]
+        elif len(offered) == 1:
+            value = offered[0]
+        else:
+            value = offered[int(np.argmax(self._rng.uniform(np.zeros(len(offered)),
+                                                            np.ones(len(offered)))))]
+        self.params[name] = value
+        return value
 
 
 def candidate(trial: optuna.trial.Trial, study: Study):

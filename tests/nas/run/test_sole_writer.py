@@ -60,6 +60,29 @@ def test_the_driver_sees_what_the_database_holds(url):
     assert mine[-1].state == optuna.trial.TrialState.RUNNING
 
 
+def test_trials_of_each_state_are_the_databases(url):
+    """The unfinished states are answered from the storage's own index (study.ask looks
+    for WAITING trials at every ask): the same trials as the database's, in order, for
+    every set of states, in a running study and in a reopened one."""
+    State = optuna.trial.TrialState
+    study = optuna.create_study(storage=SoleWriterStorage(open_storage(url)),
+                                study_name="s")
+    _drive(study)
+    for _ in range(3):  # waiting, some popped by the next asks, some left waiting
+        study.enqueue_trial({"x": 0.25})
+    study.ask()
+    study._storage.flush()
+    reopened = optuna.load_study(study_name="s", storage=SoleWriterStorage(open_storage(url)))
+    plain = optuna.load_study(study_name="s", storage=open_storage(url))
+    for states in [(State.WAITING,), (State.RUNNING,), (State.WAITING, State.RUNNING),
+                   (State.COMPLETE,), (State.RUNNING, State.PRUNED), None]:
+        want = [_comparable(t) for t in plain.get_trials(states=states)]
+        assert [_comparable(t) for t in study.get_trials(states=states)] == want
+        assert [_comparable(t) for t in reopened.get_trials(states=states)] == want
+    assert len(plain.get_trials(states=(State.WAITING,))) == 2
+    assert len(plain.get_trials(states=(State.RUNNING,))) == 2
+
+
 def test_a_reopened_study_reads_everything_back(url):
     study = optuna.create_study(storage=SoleWriterStorage(open_storage(url)),
                                 study_name="s")

@@ -63,3 +63,19 @@ def test_nas_search_reaches_the_random_fallback_at_any_seed(tmp_path, seed):
     assert summary["counts"]["duplicates_skipped"] >= MAX_DUPLICATE_STREAK - 1
     assert all(t.state.is_finished() for t in trials)
     assert {t.user_attrs["seed"] for t in trials if "seed" in t.user_attrs} == {seed}
+
+
+def test_a_uniform_draw_is_optunas_random_sampler_draw():
+    """The draw that breaks a streak of duplicates is built without a scratch Optuna
+    study, yet must be what Optuna's RandomSampler(seed) draws (a search resumed across
+    versions draws the same), on a space with conditional choices and single choices."""
+    from nas.search.propose import uniform_params
+    from nas.study import load_study
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = load_study("digit-scenes")
+    for seed in range(40):
+        scratch = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        trial = scratch.ask()
+        study.space.sample(trial)
+        assert uniform_params(study, seed) == trial.params

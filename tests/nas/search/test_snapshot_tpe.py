@@ -143,3 +143,74 @@ def test_duplicates_the_driver_told_are_not_observations():
     assert with_repeats == without
     counted = _proposals_after(originals + repeats, optuna.samplers.TPESampler(seed=2))
     assert counted != without  # the repeats would have moved the proposals
+
+
+def test_pooled_above_density_is_optunas_density():
+    """The "above" estimator of a categorical parameter pools equal observations into one
+    kernel: the density must be Optuna's, for every choice, with and without a prior."""
+    import numpy as np
+    from optuna.distributions import CategoricalDistribution
+    from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
+
+    from nas.search.snapshot_tpe import pooled_categorical
+
+    dist = CategoricalDistribution(["a", "b", "c", "d", "e"])
+    rng = np.random.default_rng(0)
+    every_choice = {"x": np.arange(5)}
+    default = optuna.samplers.TPESampler()._parzen_estimator_parameters
+    for prior_weight in (1.0, 0.25):
+        params = default._replace(prior_weight=prior_weight)
+        for n in (1, 7, 30, 3000):  # below and above Optuna's 25 flat weights
+            obs = rng.choice([0, 1, 3], size=n, p=[0.7, 0.2, 0.1])  # two choices unseen
+            for weights in (None, np.ones(n)):  # "above"; "below" of several objectives
+                plain = _ParzenEstimator({"x": obs}, {"x": dist}, params, weights)
+                pooled = pooled_categorical("x", dist, obs, params, weights)
+                np.testing.assert_allclose(pooled.log_pdf(every_choice),
+                                           plain.log_pdf(every_choice), rtol=1e-12)
+                assert pooled._mixture_distribution.weights.size <= 4  # 3 seen + prior
+
+
+def _single_objective_proposals(sampler, trials: int, complete_every: int,
+                                max_lr: float) -> list[dict]:
+    """30 asks after ``trials`` random trials of one objective: feasible, infeasible
+    (lr above ``max_lr``), failed, and pruned ones with intermediate values (with fewer
+    complete feasible trials than TPE's good group, the pruned ones are ranked too, and
+    with fewer feasible ones, the infeasible ones)."""
+    study = optuna.create_study(direction="minimize",
+                                sampler=optuna.samplers.RandomSampler(seed=4))
+    for i in range(trials):
+        trial = study.ask()
+        p = _suggest(trial)
+        loss = p["w"] * p["d"] / 256 + p["lr"]
+        trial.set_constraint("lr", p["lr"] - max_lr)
+        if i % complete_every:
+            trial.report(loss * 2, step=i % 3)
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        elif i % 11 == 3:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, loss)
+    study.sampler = sampler
+    running, seen = [], []
+    for i in range(30):
+        trial = study.ask()
+        seen.append(_suggest(trial))
+        running.append((trial, seen[-1]))
+        if i % 2:
+            done, p = running.pop(0)
+            study.tell(done, p["w"] * p["d"] / 256 + p["lr"])
+    return seen
+
+
+def test_single_objective_studies_with_pruned_trials_get_optunas_proposals():
+    """Long (400 trials, half complete), mostly pruned (150 trials, a tenth complete: the
+    pruned ones fill TPE's good group) and mostly infeasible (the infeasible ones fill
+    it): the proposals stay Optuna's. Independent sampling, as with several objectives
+    (Optuna 5.0 samples one objective multivariate by default, its own code path)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for case in ((400, 2, 0.7), (150, 10, 0.7), (150, 3, 0.0015)):
+        ours = _single_objective_proposals(make_sampler("tpe", 7, {"multivariate": False}),
+                                           *case)
+        plain = _single_objective_proposals(
+            optuna.samplers.TPESampler(seed=7, multivariate=False), *case)
+        assert ours == plain, case
