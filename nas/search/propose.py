@@ -91,10 +91,9 @@ def uniform_params(study: Study, seed: int) -> dict[str, Any]:
 def spec_of_params(study: Study, params: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
     """(spec, the params it used) of the architecture ``params`` choose, built without an
     Optuna trial (None when they miss a choice the architecture needs: only a trial's
-    sampler can fill that in). The
-    core checks a duplicate's replacement this way before giving it to the trial: a
-    repeat then costs a spec build and a hash, not a storage round trip and a
-    re-sampled trial (~10 ms each, several per ask late in a long search)."""
+    sampler can fill that in). The core checks a duplicate's replacement this way before
+    giving it to the trial: a repeat then costs a spec build and a hash, not a storage
+    round trip and a re-sampled trial (several per ask late in a long search)."""
     draw = _Draw(params=params)
     try:
         return study.space.sample(draw), draw.params
@@ -103,7 +102,7 @@ def spec_of_params(study: Study, params: dict[str, Any]) -> tuple[Any, dict[str,
 
 
 class _MissingChoice(LookupError):
-    pass
+    """A choice the given params do not make (absent, or not offered there)."""
 
 
 class _Draw:

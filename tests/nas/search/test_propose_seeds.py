@@ -79,3 +79,19 @@ def test_a_uniform_draw_is_optunas_random_sampler_draw():
         trial = scratch.ask()
         study.space.sample(trial)
         assert uniform_params(study, seed) == trial.params
+
+
+def test_params_build_the_spec_optuna_would_and_a_missing_choice_builds_none():
+    """A repeat's replacement is checked without a trial: the spec must be the one the
+    trial builds from the same params; params missing a choice leave it to the trial."""
+    from nas.search.propose import spec_of_params, uniform_params
+    from nas.study import load_study
+
+    study = load_study("digits")
+    for seed in range(10):
+        params = uniform_params(study, seed)
+        spec, used = spec_of_params(study, {**params, "not.a.choice": 1})
+        assert used == params
+        assert spec.hash() == study.space.sample(optuna.trial.FixedTrial(params)).hash()
+    assert spec_of_params(study, {}) is None
+    assert spec_of_params(study, {**params, "stem.channels": 7}) is None  # not offered
