@@ -23,8 +23,8 @@ So :class:`SoleWriterStorage`:
   finished trial is exactly what readers (``nas status``, optuna-dashboard) see;
 - keeps the numbers of its unfinished trials, so that the trials of an unfinished state
   are found without a pass over them all: ``study.ask()`` looks for WAITING trials at
-  every ask, which Optuna's cached storage answers by filtering every trial (11 ms at
-  10,000 trials, growing with them).
+  every ask, which Optuna's cached storage answers by filtering every trial (linear in
+  the trials: 2.3 ms per ask on average over 4,000 under cProfile).
 
 Readers open the database with their own plain storage; they see a running trial's
 params and attributes once the driver flushed them, which it does before the trial starts.
