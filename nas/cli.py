@@ -8,10 +8,12 @@ touched); 130 interrupted (Ctrl-C); 141 the reader of our output went away (``na
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import logging
 import os
+import signal
 import sys
 
 from .commands import VERBS
@@ -136,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     _setup_logging(args)
+    # Ctrl-C (SIGINT) is how every verb is stopped cleanly: a process started in the
+    # background of a script inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt, so a `kill -INT` would be lost; the verbs take it as Ctrl-C.
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()
