@@ -155,15 +155,15 @@ def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str =
                             message=c.problem))
             continue
         runs = []
-        comparison = c.kind == "baseline"
+        comparison, spec_hash = c.kind == "baseline", c.spec.hash()
         for seed in range(seeds):
             t0 = time.perf_counter()
-            saved = log.get(c.spec.hash(), seed, comparison)
+            saved = log.get(spec_hash, seed, comparison)
             if saved is None:
-                run, provenance, latency = _evaluate_seed(c, study, seed, device, bundle,
-                                                          kept)
+                run, provenance, latency = _evaluate_seed(c.spec, study, seed, device,
+                                                          bundle, kept, comparison)
                 if run["status"] in KEPT_STATUSES:
-                    log.add(c.spec.hash(), seed, comparison, run, provenance, latency)
+                    log.add(spec_hash, seed, comparison, run, provenance, latency)
             else:
                 run, provenance, latency = saved["run"], saved["provenance"], saved["latency"]
                 reused += 1
@@ -217,14 +217,15 @@ def open_rank_log(run_dir: Any, study: Any, device: str) -> RankLog:
     return RankLog(run_dir, protocol_key(study, str(dev), name, torch.__version__))
 
 
-def _evaluate_seed(c: Candidate, study: Any, seed: int, device: str, bundle: Any,
-                   kept: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """One seed of one candidate: its run entry, provenance and latency protocol."""
+def _evaluate_seed(spec: Any, study: Any, seed: int, device: str, bundle: Any,
+                   kept: list[str], comparison: bool
+                   ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """One seed of one architecture: its run entry, provenance and latency protocol."""
     from ..evaluate.trial import evaluate_candidate
 
     load = os.getloadavg()[0]
-    out = evaluate_candidate(c.spec, study, seed=seed, device=device, data=bundle,
-                             comparison=c.kind == "baseline")
+    out = evaluate_candidate(spec, study, seed=seed, device=device, data=bundle,
+                             comparison=comparison)
     run = {"seed": seed, "status": out.status,
            "metrics": {m: out.metrics.get(m) for m in kept},
            "load_1min": [load, os.getloadavg()[0]], "message": out.message,

@@ -76,6 +76,3 @@ class RankLog:
             f.flush()
             os.fsync(f.fileno())
         self._done[(spec_hash, seed, comparison)] = entry
-
-    def __len__(self) -> int:
-        return len(self._done)

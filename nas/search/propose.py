@@ -123,8 +123,7 @@ class _Draw:
         elif len(offered) == 1:
             value = offered[0]
         else:
-            value = offered[int(np.argmax(self._rng.uniform(np.zeros(len(offered)),
-                                                            np.ones(len(offered)))))]
+            value = offered[int(np.argmax(self._rng.uniform(0.0, 1.0, len(offered))))]
         self.params[name] = value
         return value
 

@@ -51,8 +51,9 @@ class SnapshotTPE(optuna.samplers.TPESampler):
     parameter of the packaged studies) are pooled per category
     (:func:`pooled_categorical`), one kernel per choice instead of one per trial; the
     finished trials TPE counts before each ask are filtered once, not at every ask
-    (:class:`_Filtered`). An ask at 10,000 trials went from 0.92 s (Optuna's) to 0.08 s
-    with the table, then to 0.027 s (benchmarks/tpe_ask.py; README, "Driver at cluster
+    (:class:`_Filtered`). An ask went from 0.92 s (Optuna's) to 0.077 s with the table
+    (4,004 distinct trials), then to 0.016 s at 10,000 distinct trials against Optuna's
+    1.82 s (benchmarks/tpe_ask.py, tpe_ask_10k_pooled.json; README, "Driver at cluster
     scale"). tests/nas/search/test_snapshot_tpe.py checks the proposals stay Optuna's
     (one and several objectives, constraints, pruned and running trials, the driver's
     storage) and fails if a new Optuna diverges.
@@ -137,8 +138,9 @@ def pooled_categorical(name: str, dist: CategoricalDistribution, observations: n
     depends only on the category observed and the number of kernels, so the mixture is
     a sum over categories), evaluated over at most one kernel per choice instead of one
     per trial. For evaluating densities only: sampling from it would draw other random
-    numbers than Optuna's. With 10,000 trials "above" and 1,000 "below" (multi-objective
-    TPE keeps a tenth of the trials as good ones), the evaluation was 60 ms of an ask."""
+    numbers than Optuna's. Unpooled, evaluating the densities was 50 ms of a 105 ms ask
+    at 5,400 trials (cProfile), growing with the trials (multi-objective TPE keeps a tenth
+    of them as good ones, so "below" grows too)."""
     n = len(observations)
     if n == 0:
         return _ParzenEstimator({name: observations}, {name: dist}, params)
