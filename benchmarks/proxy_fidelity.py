@@ -26,8 +26,9 @@ instead) adapted to the study's data with ``ModelSpec.with_data``. Each is train
 
 Accuracy is the validation top-1 after the last epoch (what a trial reports). Cost is
 training wall time; the proxy's share of the reference's cost is reported next to each
-correlation. Reference runs are cached (runs/bench-cache/, keyed by spec hash, schedule
-and seed), so trying proxy variants costs only the proxies. Writes
+correlation. Runs are cached (runs/bench-cache/, or ``--cache FILE``; keyed by spec hash,
+schedule and seed), so trying proxy variants costs only the proxies, and a run stopped
+part-way resumes where it stopped. Writes
 benchmarks/results/proxy_fidelity_<study>.{json,png}.
 """
 
@@ -386,6 +387,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="train each proxy with this many seeds (mean)")
     ap.add_argument("--jobs", type=int, default=2, help="training processes (1 thread each)")
     ap.add_argument("--no-cache", action="store_true")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="the file of finished runs (default: runs/bench-cache/"
+                         "proxy_fidelity_<study>.json); one kept in the repository lets a "
+                         "run longer than one sitting resume anywhere")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -403,7 +408,8 @@ def main(argv: list[str] | None = None) -> None:
     baselines = list(study.baselines) if args.baselines is None else args.baselines
     archs, skipped = candidates(study, args.samples, args.seed, baselines)
     print(f"{len(archs)} architectures ({len(skipped)} skipped)", flush=True)
-    cache_path = None if args.no_cache else CACHE / f"proxy_fidelity_{study.name}.json"
+    cache_path = None if args.no_cache else (
+        args.cache or CACHE / f"proxy_fidelity_{study.name}.json")
     cache = None
     if cache_path is not None:
         cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}

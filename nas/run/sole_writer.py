@@ -24,7 +24,10 @@ So :class:`SoleWriterStorage`:
 - keeps the numbers of its unfinished trials, so that the trials of an unfinished state
   are found without a pass over them all: ``study.ask()`` looks for WAITING trials at
   every ask, which Optuna's cached storage answers by filtering every trial (linear in
-  the trials: 2.3 ms per ask on average over 4,000 under cProfile).
+  the trials: 2.3 ms per ask on average over 4,000 under cProfile); and, while its
+  trials were created in number order (always, with one driver), lists them all without
+  the sort by number Optuna's cached storage does at every ask (3.8 ms per ask at 4,000
+  trials under cProfile; TPE reads all trials once per ask).
 
 Readers open the database with their own plain storage; they see a running trial's
 params and attributes once the driver flushed them, which it does before the trial starts.
@@ -57,6 +60,7 @@ class SoleWriterStorage(_CachedStorage):
         self._loaded: set[int] = set()  # studies read from the database once
         self._pending: dict[int, dict[tuple[str, Any], Any]] = {}  # trial id -> writes
         self._unfinished: dict[int, set[int]] = {}  # study id -> waiting/running numbers
+        self._out_of_order: set[int] = set()  # studies whose cache is not in number order
 
     # ------------------------------------------------------------------ reading
     def _read_trials_from_remote_storage(self, study_id: int) -> None:
@@ -66,6 +70,12 @@ class SoleWriterStorage(_CachedStorage):
 
     def get_all_trials(self, study_id: int, deepcopy: bool = True,
                        states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        if states is None and study_id not in self._out_of_order:
+            self._read_trials_from_remote_storage(study_id)
+            with self._lock:
+                if study_id not in self._out_of_order:  # cached in number order: no sort
+                    found = list(self._studies[study_id].trials.values())
+                    return copy.deepcopy(found) if deepcopy else found
         if states is None or any(s.is_finished() and s in states for s in TrialState):
             return super().get_all_trials(study_id, deepcopy, states)
         self._read_trials_from_remote_storage(study_id)
@@ -76,6 +86,15 @@ class SoleWriterStorage(_CachedStorage):
         return copy.deepcopy(found) if deepcopy else found
 
     def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
+        # A dict keeps first-insertion order: the cache is in number order while no new
+        # number is below the last one added (one driver creates trials 0, 1, 2, ...).
+        cached = self._studies[study_id].trials
+        last = next(reversed(cached), -1)
+        for t in trials:
+            if t.number not in cached:
+                if t.number < last:
+                    self._out_of_order.add(study_id)
+                last = max(last, t.number)
         super()._add_trials_to_cache(study_id, trials)
         unfinished = self._unfinished.setdefault(study_id, set())
         for t in trials:  # every state change of a cached trial comes through here

@@ -8,6 +8,7 @@ search deduplicates against, and prices from, every earlier session. Ray-free.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from typing import Any
 
@@ -29,6 +30,8 @@ class History:
         self.done: dict[str, int] = {}  # hash -> number of the trial that evaluated it
         # number -> (state, values, constraints, attrs) of each evaluated architecture
         self.records: dict[int, tuple] = {}
+        # kept sorted: the budget takes their median at every ask (sorting an unsorted
+        # list each time was 0.5 ms per ask at 4,000 trials)
         self.trained_walls: list[float] = []
         self.all_walls: list[float] = []
         self.front = Front(directions)
@@ -57,9 +60,9 @@ class History:
             self.counts["duplicate"] += 1
             return
         if "wall_s" in attrs and status not in (None, "invalid"):
-            self.all_walls.append(float(attrs["wall_s"]))
+            bisect.insort(self.all_walls, float(attrs["wall_s"]))
             if status in TRAINED:
-                self.trained_walls.append(float(attrs["wall_s"]))
+                bisect.insort(self.trained_walls, float(attrs["wall_s"]))
         feasible = all(v <= 0 for v in constraints.values())
         if state == TrialState.COMPLETE:
             self.counts["complete" if feasible else "infeasible"] += 1

@@ -83,6 +83,30 @@ def test_trials_of_each_state_are_the_databases(url):
     assert len(plain.get_trials(states=(State.RUNNING,))) == 2
 
 
+def test_all_trials_are_listed_in_number_order_even_when_stored_out_of_it(url):
+    """All trials are listed without a sort while the storage added them in number
+    order; trials whose numbers the database holds out of id order (written by another
+    tool) are still listed in number order."""
+    import sqlite3
+
+    study = optuna.create_study(storage=SoleWriterStorage(open_storage(url)),
+                                study_name="s")
+    _drive(study)
+    study._storage.flush()
+    assert [t.number for t in study.get_trials()] == list(range(7))
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+    with conn:  # swap the numbers of the trials with ids 2 and 5
+        conn.execute("UPDATE trials SET number = -1 WHERE trial_id = 2")
+        conn.execute("UPDATE trials SET number = 1 WHERE trial_id = 5")
+        conn.execute("UPDATE trials SET number = 4 WHERE trial_id = -1 OR number = -1")
+    conn.close()
+    again = optuna.load_study(study_name="s", storage=SoleWriterStorage(open_storage(url)))
+    plain = optuna.load_study(study_name="s", storage=open_storage(url))
+    listed = again.get_trials()
+    assert [t.number for t in listed] == list(range(7))
+    assert [_comparable(t) for t in listed] == [_comparable(t) for t in plain.get_trials()]
+
+
 def test_a_reopened_study_reads_everything_back(url):
     study = optuna.create_study(storage=SoleWriterStorage(open_storage(url)),
                                 study_name="s")
