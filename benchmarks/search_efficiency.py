@@ -52,7 +52,9 @@ time. Two reference points, each shared by every run of the comparison:
 The headline: the budget fraction at which the default strategy's mean curve first reaches
 the mean FINAL hypervolume of random search. Writes
 benchmarks/results/search_efficiency_<study>.{json,png}; run directories go to
-runs/bench-search-efficiency/ and are reused when present (``--fresh`` to redo).
+runs/bench-search-efficiency/ and are reused when present (``--fresh`` to redo);
+``--cache FILE`` keeps each finished run's events in FILE too, so a comparison longer
+than one sitting (digit-scenes: ~20 CPU-h) resumes from a file kept in the repository.
 """
 
 from __future__ import annotations
@@ -61,7 +63,6 @@ import argparse
 import copy
 import datetime as dt
 import json
-import math
 import os
 import platform
 import shlex
@@ -69,26 +70,16 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _search_runs import Event, RunCache, finished_run  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "runs" / "bench-search-efficiency"
-DONE = "bench_done.json"
 BUILTIN = ("default", "random", "tpe-primary")
-
-
-# --------------------------------------------------------------------------- bookkeeping
-@dataclass(frozen=True)
-class Event:
-    """One ledger entry of a run: its device-time cost, and the objective values of the
-    trial it finished when that trial is complete, feasible and not a duplicate."""
-
-    cost_s: float
-    point: tuple[float, ...] | None = None
-    trial: int | None = None
 
 
 def hypervolume_curve(events: Sequence[Event], directions: Sequence[str],
@@ -160,46 +151,6 @@ def nadir(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[
             for k, d in enumerate(directions)]
 
 
-# --------------------------------------------------------------------------- reading a run
-def run_events(path: Path, metrics: Sequence[str]) -> tuple[list[Event], dict[str, Any]]:
-    """The events of a finished run directory (ledger order) and its trial counts."""
-    import optuna
-
-    from nas.run.ledger import Ledger
-    from nas.run.rundir import RunDir
-    from nas.run.states import counts, is_feasible
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    run = RunDir.open(path)
-    ostudy = optuna.load_study(study_name=run.meta()["optuna_study"],
-                               storage=run.storage_url())
-    trials = {t.number: t for t in ostudy.get_trials(deepcopy=False)}
-    entries = Ledger(run.ledger_path).entries
-    last_entry = {e.trial: i for i, e in enumerate(entries)}
-    events = []
-    for i, e in enumerate(entries):
-        t = trials.get(e.trial)
-        point = None
-        if (last_entry[e.trial] == i and t is not None and is_feasible(t)
-                and t.user_attrs.get("duplicate_of") is None):
-            m = t.user_attrs.get("metrics", {})
-            values = [m.get(name) for name in metrics]
-            if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
-                point = tuple(float(v) for v in values)
-        events.append(Event(cost_s=e.device_s, point=point, trial=e.trial))
-    info = counts(trials.values())
-    info["ledger_entries"] = len(entries)
-    info["statuses"] = _tally(t.user_attrs.get("status", "?") for t in trials.values())
-    return events, info
-
-
-def _tally(items: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for x in items:
-        out[x] = out.get(x, 0) + 1
-    return out
-
-
 # --------------------------------------------------------------------------- strategies
 def strategy_study(base: dict[str, Any], name: str, override: dict[str, Any] | None) -> dict:
     """The study dict a strategy runs."""
@@ -228,53 +179,6 @@ def parse_strategy(text: str) -> tuple[str, dict[str, Any]]:
     if not name or not isinstance(override, dict):
         raise SystemExit(f"--strategy {text!r}: write NAME=JSON, JSON a map of study fields")
     return name, override
-
-
-# --------------------------------------------------------------------------- running
-def run_real(study_dict: dict[str, Any], path: Path, budget: str, seed: int) -> None:
-    """One search through the real framework (Ray Tune + the search core + the ledger)."""
-    from nas.search.driver import run_search
-
-    run_search(study_dict, run_dir=path, budget=budget, seed=seed, progress=False)
-
-
-def run_fast(study_dict: dict[str, Any], path: Path, budget: str, seed: int,
-             clock: str = "cpu") -> None:
-    """One search in-process: the search core and ASHA's rule driven by the in-process
-    executor (nas.search.local), no Ray; each trial charged its process CPU time
-    (``clock="cpu"``) or its wall time."""
-    import optuna
-
-    from nas.budget import parse_budget
-    from nas.evaluate.data import cached_data
-    from nas.run.ledger import Ledger
-    from nas.run.rundir import RunDir
-    from nas.search.asha import AshaRule
-    from nas.search.core import SearchCore
-    from nas.search.driver import open_run_study
-    from nas.search.local import run_in_process, training_trial
-    from nas.study import load_study
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = load_study(study_dict)
-    bud = parse_budget(budget)
-    run = RunDir.create(path, study.to_dict(), optuna_study=study.name, storage=None,
-                        seed=seed, budget=bud.text)
-    run.acquire()
-    core = None
-    try:
-        session = run.start_session()
-        ostudy = open_run_study(run, study, seed + session, False)
-        core = SearchCore(study, ostudy, run=run, ledger=Ledger(run.ledger_path),
-                          budget=bud, seed=seed, session=session, devices=1.0)
-        timer = time.process_time if clock == "cpu" else time.perf_counter
-        run_in_process(core, training_trial(study, cached_data(study.data), clock=timer),
-                       asha=AshaRule.for_study(study, run))
-    finally:
-        if core is not None:
-            core.close_session()
-            run.tick(0, core.session_start)
-        run.release()
 
 
 # --------------------------------------------------------------------------- analysis
@@ -395,6 +299,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="--fast: charge process CPU time (default) or wall time")
     ap.add_argument("--workdir", type=Path, default=WORK)
     ap.add_argument("--fresh", action="store_true", help="redo runs already in --workdir")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="a JSON file of finished runs' events (e.g. one kept in the "
+                         "repository): runs found there are not run again")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -420,36 +327,24 @@ def main(argv: list[str] | None = None) -> None:
     runs = []
     t_start = time.perf_counter()
     # Seeds outermost: each seed's strategies run close in time, under similar machine load.
+    cache = RunCache(args.cache)
     for seed in args.seeds:
         for name in names:
             sd = strategy_study(base, name, extra.get(name))
             path = args.workdir / tag / f"{name}-seed{seed}"
-            done = path / DONE
-            if done.exists() and not args.fresh:
-                recorded = json.loads(done.read_text())
-                if recorded.get("study") != sd:
-                    raise SystemExit(f"{path} holds a run of another study version; "
-                                     "pass --fresh")
-            else:
-                if path.exists():
-                    import shutil
-
-                    shutil.rmtree(path)
-                t0 = time.perf_counter()
-                print(f"{name} seed {seed}: running ({mode})...", flush=True)
-                if args.fast:
-                    run_fast(sd, path, budget, seed, clock=args.clock)
-                else:
-                    run_real(sd, path, budget, seed)
-                done.write_text(json.dumps({"study": sd, "wall_s": time.perf_counter() - t0,
-                                            "load_average_end": list(os.getloadavg())}))
-            events, info = run_events(path, [o.metric for o in study.objectives])
+            key = RunCache.key(tag, name, seed, sd)
+            record = None if args.fresh else cache.get(key)
+            if record is None:
+                record = finished_run(path, sd, mode, budget, seed, args, study)
+                cache.put(key, record)
+            events = [Event(cost_s=c, point=None if p is None else tuple(p), trial=t)
+                      for c, p, t in record["events"]]
+            info = record["counts"]
             spent = sum(e.cost_s for e in events)
             runs.append({"strategy": name, "seed": seed, "run_dir": str(path),
                          "events": events, "counts": info, "spent_s": spent,
-                         "wall_s": json.loads(done.read_text()).get("wall_s"),
-                         "load_average_end": json.loads(done.read_text()).get(
-                             "load_average_end"),
+                         "wall_s": record.get("wall_s"),
+                         "load_average_end": record.get("load_average_end"),
                          "sampler": sd["sampler"], "objectives": sd["objectives"]})
             print(f"  {name} seed {seed}: {info['total']} trials, {info['complete']} "
                   f"feasible complete, spent {spent:.0f} s", flush=True)

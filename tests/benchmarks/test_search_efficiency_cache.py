@@ -1,0 +1,45 @@
+"""benchmarks/search_efficiency.py --cache: a comparison resumed from the cache file alone
+(its run directories gone, as on another machine) runs nothing again and gives the same
+analysis; a run of another study version is not taken from it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "search_efficiency.py"
+
+
+def _run(tmp: Path, workdir: str, out: str, *extra: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--fast", "--budget", "6gpusec", "--seeds", "0",
+         "--strategies", "random", "--workdir", str(tmp / workdir),
+         "--cache", str(tmp / "runs.json"), "--out", str(tmp / out), *extra],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_a_cached_comparison_resumes_without_its_run_directories(tmp_path):
+    first = _run(tmp_path, "w1", "first")
+    assert "running" in first
+    cached = json.loads((tmp_path / "runs.json").read_text())
+    assert len(cached) == 1
+    (record,) = cached.values()
+    assert record["events"] and record["counts"]["total"] >= 1
+
+    again = _run(tmp_path, "w2", "again")
+    assert "running" not in again and not (tmp_path / "w2").exists()
+    a = json.loads((tmp_path / "first.json").read_text())
+    b = json.loads((tmp_path / "again.json").read_text())
+    assert a["analysis"] == b["analysis"]
+    assert [r["trial_costs"] for r in a["runs"]] == [r["trial_costs"] for r in b["runs"]]
+
+    # another version of the study (a changed sampler seed) is a different run
+    other = _run(tmp_path, "w3", "other", "--strategy",
+                 'random={"sampler": {"name": "random", "seed": 7}}')
+    assert "running" in other
+    assert len(json.loads((tmp_path / "runs.json").read_text())) == 2
