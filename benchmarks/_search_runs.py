@@ -122,8 +122,11 @@ class RunCache:
 
     def __init__(self, path: Path | None):
         self.path = path
-        self.runs: dict[str, Any] = (json.loads(path.read_text())
-                                     if path is not None and path.exists() else {})
+        self.runs: dict[str, Any] = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        return (json.loads(self.path.read_text())
+                if self.path is not None and self.path.exists() else {})
 
     @staticmethod
     def key(tag: str, name: str, seed: int, study_dict: dict[str, Any]) -> str:
@@ -134,13 +137,19 @@ class RunCache:
         return self.runs.get(key)
 
     def put(self, key: str, record: dict[str, Any]) -> None:
+        """Add ``record``: merged into the file as it is NOW, under a lock, so that two
+        invocations sharing one cache (other seeds, on the other core) lose nothing."""
         if self.path is None:
             return
-        self.runs[key] = record
+        import fcntl
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.runs))
-        tmp.replace(self.path)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.runs = {**self._read(), key: record}
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.runs))
+            tmp.replace(self.path)
 
 
 def finished_run(path: Path, sd: dict[str, Any], mode: str, budget: str, seed: int,

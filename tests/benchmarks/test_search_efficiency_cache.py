@@ -43,3 +43,16 @@ def test_a_cached_comparison_resumes_without_its_run_directories(tmp_path):
                  'random={"sampler": {"name": "random", "seed": 7}}')
     assert "running" in other
     assert len(json.loads((tmp_path / "runs.json").read_text())) == 2
+
+
+def test_two_invocations_sharing_one_cache_lose_nothing(tmp_path):
+    """Each put merges into the file as it is then (two processes, other seeds)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _search_runs import RunCache
+
+    path = tmp_path / "runs.json"
+    first, second = RunCache(path), RunCache(path)  # both opened before either wrote
+    first.put("a", {"events": [[1.0, None, 0]]})
+    second.put("b", {"events": [[2.0, [0.5, 3.0], 0]]})
+    assert set(json.loads(path.read_text())) == {"a", "b"}
+    assert RunCache(path).get("a") == {"events": [[1.0, None, 0]]}
