@@ -70,10 +70,10 @@ class SoleWriterStorage(_CachedStorage):
 
     def get_all_trials(self, study_id: int, deepcopy: bool = True,
                        states: Container[TrialState] | None = None) -> list[FrozenTrial]:
-        if states is None and study_id not in self._out_of_order:
+        if states is None:
             self._read_trials_from_remote_storage(study_id)
-            with self._lock:
-                if study_id not in self._out_of_order:  # cached in number order: no sort
+            with self._lock:  # cached in number order: listed without a sort
+                if study_id not in self._out_of_order:
                     found = list(self._studies[study_id].trials.values())
                     return copy.deepcopy(found) if deepcopy else found
         if states is None or any(s.is_finished() and s in states for s in TrialState):
