@@ -75,58 +75,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _hv_curves import first_reach, hypervolume_curve, mean_curve, median_fraction  # noqa: E402
 from _search_runs import Event, RunCache, finished_run  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "runs" / "bench-search-efficiency"
 BUILTIN = ("default", "random", "tpe-primary")
-
-
-def hypervolume_curve(events: Sequence[Event], directions: Sequence[str],
-                      reference: Sequence[float]) -> list[tuple[float, float]]:
-    """[(cumulative cost, hypervolume of the points seen so far)], starting at (0, 0).
-
-    ``directions``: "maximize"/"minimize" per objective; ``reference``: in the objectives'
-    own units (a point not strictly better than it in every objective adds nothing)."""
-    from nas.results.hypervolume import hypervolume
-    from nas.run.dominance import non_dominated, to_minimization
-
-    ref = to_minimization(reference, directions)
-    front: list[tuple[float, ...]] = []
-    t, hv = 0.0, 0.0
-    curve = [(0.0, 0.0)]
-    for e in events:
-        t += float(e.cost_s)
-        if e.point is not None:
-            front.append(to_minimization(e.point, directions))
-            front = [front[i] for i in non_dominated(front)]
-            hv = hypervolume(front, ref)
-        curve.append((t, hv))
-    return curve
-
-
-def value_at(curve: Sequence[tuple[float, float]], t: float) -> float:
-    """The curve (a step function) at cost ``t``: the last value reached by then."""
-    value = 0.0
-    for time_s, hv in curve:
-        if time_s > t:
-            break
-        value = hv
-    return value
-
-
-def first_reach(curve: Sequence[tuple[float, float]], target: float) -> float | None:
-    """The first cost at which the curve is >= ``target`` (None: never)."""
-    for time_s, hv in curve:
-        if hv >= target:
-            return time_s
-    return None
-
-
-def mean_curve(curves: Sequence[Sequence[tuple[float, float]]],
-               grid: Sequence[float]) -> list[tuple[float, float]]:
-    """The mean over runs of the step curves, on ``grid``."""
-    return [(t, statistics.fmean(value_at(c, t) for c in curves)) for t in grid]
 
 
 def default_reference(study: Any, points: Sequence[Sequence[float]]) -> list[float]:
@@ -213,6 +167,9 @@ def analyse(runs: list[dict[str, Any]], study: Any, budget_s: float) -> dict[str
                      if r["strategy"] == name]
             s["per_seed_fraction_to_random_final"] = [None if x is None else x / budget_s
                                                       for x in seeds]
+            # The headline: each seed's own fraction, their median and its bootstrap interval.
+            s["median_fraction_to_random_final"] = median_fraction(
+                s["per_seed_fraction_to_random_final"])
             if name != "random":
                 s["final_hv_vs_random"] = paired_difference(runs, ref_name, name)
         out["by_reference"][ref_name] = {"target_random_final_mean": target,
@@ -382,6 +339,11 @@ def main(argv: list[str] | None = None) -> None:
                   f"  reaches random's final at "
                   f"{s.get('fraction_to_random_final')} of the budget; per seed "
                   f"{s.get('per_seed_fraction_to_random_final')}")
+            m = s.get("median_fraction_to_random_final")
+            if m:
+                print(f"  {'':14s} median over seeds {m['median']} "
+                      f"({m['level']:.0%} bootstrap {m['ci']}; {m['reached']} of {m['n']} "
+                      "seeds reach it)")
             if "final_hv_vs_random" in s:
                 d = s["final_hv_vs_random"]
                 print(f"  {'':14s} minus random, paired by seed: {d['diff']:+.4f} "

@@ -12,6 +12,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
+import _hv_curves as hv  # noqa: E402
 import latency_fidelity as lf  # noqa: E402
 import proxy_fidelity as pf  # noqa: E402
 import search_efficiency as se  # noqa: E402
@@ -28,7 +29,7 @@ def test_hypervolume_curve_steps_with_cost_and_only_feasible_points_count():
         se.Event(2.0, (0.85, 6.0)),    # dominated by (0.9, 5): unchanged
         se.Event(3.0, (0.05, 1.0)),    # worse than the reference accuracy: unchanged
     ]
-    curve = se.hypervolume_curve(events, DIRS, REF)
+    curve = hv.hypervolume_curve(events, DIRS, REF)
     assert [t for t, _ in curve] == [0.0, 10.0, 15.0, 20.0, 22.0, 25.0]
     assert [hv for _, hv in curve] == pytest.approx([0.0, 12.0, 12.0, 12.5, 12.5, 12.5])
 
@@ -36,13 +37,30 @@ def test_hypervolume_curve_steps_with_cost_and_only_feasible_points_count():
 def test_value_at_first_reach_and_mean_curve_read_the_step_function():
     a = [(0.0, 0.0), (10.0, 1.0), (30.0, 3.0)]
     b = [(0.0, 0.0), (20.0, 2.0)]
-    assert se.value_at(a, 9.99) == 0.0
-    assert se.value_at(a, 10.0) == 1.0
-    assert se.value_at(a, 100.0) == 3.0
-    assert se.first_reach(a, 2.0) == 30.0
-    assert se.first_reach(a, 3.5) is None
-    assert se.mean_curve([a, b], [0.0, 10.0, 20.0, 30.0]) == [
+    assert hv.value_at(a, 9.99) == 0.0
+    assert hv.value_at(a, 10.0) == 1.0
+    assert hv.value_at(a, 100.0) == 3.0
+    assert hv.first_reach(a, 2.0) == 30.0
+    assert hv.first_reach(a, 3.5) is None
+    assert hv.mean_curve([a, b], [0.0, 10.0, 20.0, 30.0]) == [
         (0.0, 0.0), (10.0, 0.5), (20.0, 1.5), (30.0, 2.5)]
+
+
+def test_median_fraction_counts_a_seed_that_never_reaches_as_late():
+    # 5 seeds, one never reaches: the median is the third of (0.1, 0.2, 0.3, 0.9, inf).
+    m = hv.median_fraction([0.3, None, 0.1, 0.9, 0.2])
+    assert m["median"] == pytest.approx(0.3)
+    assert (m["n"], m["reached"]) == (5, 4)
+    lo, hi = m["ci"]
+    assert 0.1 <= lo <= 0.3  # an order statistic of the resampled medians
+    # A resample draws the never-reaching seed 3+ times of 5 with probability 0.058 > 2.5%,
+    # so the 95% interval's top is "never": one seed in five that fails is not noise.
+    assert hi is None
+    # Three of five never reach: the median is "never", and so is the interval's top.
+    m = hv.median_fraction([None, 0.2, None, None, 0.1])
+    assert m["median"] is None and m["ci"][1] is None and m["reached"] == 2
+    # All seeds equal: the interval has no width.
+    assert hv.median_fraction([0.25] * 5)["ci"] == [0.25, 0.25]
 
 
 def test_reference_points_chance_limits_and_nadir():
