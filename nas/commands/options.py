@@ -33,6 +33,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
 def device(text: str) -> str:
     """The spelling only (auto, cpu, cuda, cuda:N); whether this machine has that device
     is checked where it is used (``nas.evaluate.train.resolve_device``)."""

@@ -11,6 +11,10 @@ import json
 
 from . import options
 
+#: a progress line every this many steps within an epoch (timm's --log-interval default):
+#: an epoch of a large network on a CPU takes minutes, and silence looks like a hang.
+LOG_INTERVAL = 50
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one spec fully, with resumable checkpoints",
@@ -24,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     options.add_output(p, metavar="DIR", old_alias=True, help="where checkpoints, weights "
                        "and metrics go (default: train-<spec name>)")
     p.add_argument("--data-dir", metavar="D", help="where cifar*/imagefolder data are")
+    p.add_argument("--log-interval", type=options.non_negative_int, default=LOG_INTERVAL,
+                   metavar="N", help=f"a progress line every N steps within an epoch "
+                                     f"(default {LOG_INTERVAL}; 0: after each epoch only)")
     p.add_argument("--seed", type=options.seed, default=0,
                    help="initialisation and data-order seed, 0..2**32-1")
     options.add_device(p, "network trains")
@@ -40,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = args.output or f"train-{Path(args.spec.removeprefix('zoo:')).stem}"
     metrics = full_train(args.spec, args.study, out_dir=out, epochs=args.epochs,
-                         data_dir=args.data_dir, device=args.device, seed=args.seed)
+                         data_dir=args.data_dir, device=args.device, seed=args.seed,
+                         log_interval=args.log_interval)
     print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
     return 0

@@ -30,6 +30,8 @@ from .data import DataBundle, batches
 CUDA_CHECK_EVERY = 25
 
 OnEpoch = Callable[[int, dict[str, Any]], Any]
+#: ``on_step(epoch, step, steps_per_epoch)`` after every optimizer step (no device sync).
+OnStep = Callable[[int, int, int], Any]
 
 
 class Checkpointer(Protocol):
@@ -168,8 +170,8 @@ def evaluate(model: nn.Module, data: Any, *, device: torch.device, batch_size: i
 
 def train(model: nn.Module, data: DataBundle, cfg: TrainingConfig, *,
           device: str | torch.device = "auto", seed: int = 0, epochs: int | None = None,
-          on_epoch: OnEpoch | None = None, workers: int = 0,
-          checkpoint: Checkpointer | None = None) -> TrainResult:
+          on_epoch: OnEpoch | None = None, on_step: OnStep | None = None,
+          workers: int = 0, checkpoint: Checkpointer | None = None) -> TrainResult:
     """Train ``model`` on ``data.train`` for ``epochs`` (default cfg.epochs), evaluating
     on ``data.val`` after each epoch. Raises Diverged on a non-finite loss.
     ``checkpoint``: resume from its saved state, and save after every epoch."""
@@ -216,6 +218,8 @@ def train(model: nn.Module, data: DataBundle, cfg: TrainingConfig, *,
             steps += 1
             if steps % check_every == 0:
                 _check_finite(loss_sum, epoch, steps)
+            if on_step is not None:
+                on_step(epoch, steps, per_epoch)
             if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
                 break
         _check_finite(loss_sum, epoch, steps)

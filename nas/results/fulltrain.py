@@ -173,12 +173,22 @@ def _fingerprint(cfg: Any) -> str:
 def full_train(spec: Any, study: str | os.PathLike | Study | None, *,
                out_dir: str | os.PathLike, epochs: int | None = None,
                data_dir: str | os.PathLike | None = None, device: str = "auto",
-               seed: int = 0, stream: TextIO | None = None) -> dict[str, Any]:
+               seed: int = 0, stream: TextIO | None = None,
+               log_interval: int = 0) -> dict[str, Any]:
     """Train (or resume training) ``spec`` on ``study``'s data; returns the final metrics
-    (also written to ``out_dir/metrics.json``). ``stream``: per-epoch progress lines
-    (default stderr; pass ``open(os.devnull, "w")`` for none)."""
+    (also written to ``out_dir/metrics.json``). ``stream``: progress lines (default
+    stderr; pass ``open(os.devnull, "w")`` for none): what is trained how, a line every
+    ``log_interval`` steps within an epoch (0: none) and one after each epoch."""
+    from ..evaluate.candidates import fmt_count
     from ..evaluate.data import cached_data
-    from ..evaluate.train import Diverged, resolve_device, resolve_precision, seed_everything, train
+    from ..evaluate.train import (
+        Diverged,
+        resolve_device,
+        resolve_precision,
+        seed_everything,
+        steps_per_epoch,
+        train,
+    )
 
     stream = sys.stderr if stream is None else stream
     study = resolve_study(study)
@@ -201,6 +211,23 @@ def full_train(spec: Any, study: str | os.PathLike | Study | None, *,
     (out / SPEC).write_text(spec.to_yaml())
     seed_everything(seed)
     model = spec.build()
+    per_epoch = steps_per_epoch(len(bundle.train), cfg)
+    print(f"training {spec.name} ({fmt_count(sum(p.numel() for p in model.parameters()))} "
+          f"params) on {study.name} ({len(bundle.train)} training / {len(bundle.val)} "
+          f"validation images): {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} of {per_epoch} "
+          f"steps at batch "
+          f"{cfg.batch_size} on {dev} ({resolve_precision(cfg.precision, dev)}), "
+          f"checkpoints in {out}", file=stream, flush=True)
+    epoch_start = {"epoch": 0, "t": 0.0}
+
+    def step_line(epoch: int, step: int, steps: int) -> None:
+        if epoch != epoch_start["epoch"]:
+            epoch_start.update(epoch=epoch, t=time.perf_counter())
+        if log_interval and step % log_interval == 0 and step < steps:
+            rate = (time.perf_counter() - epoch_start["t"]) / step
+            print(f"epoch {epoch}/{cfg.epochs}  step {step}/{steps}  {rate:.2f} s/step, "
+                  f"~{rate * (steps - step):.0f} s to the epoch's end", file=stream,
+                  flush=True)
 
     def report(epoch: int, m: dict[str, Any]) -> None:
         print(f"epoch {epoch}/{cfg.epochs}  accuracy {m['accuracy']:.4f}  train_loss "
@@ -209,7 +236,7 @@ def full_train(spec: Any, study: str | os.PathLike | Study | None, *,
 
     try:
         result = train(model, bundle, cfg, device=dev, seed=seed, on_epoch=report,
-                       workers=study.data.workers, checkpoint=ckpt)
+                       on_step=step_line, workers=study.data.workers, checkpoint=ckpt)
     except Diverged as err:
         raise UserError(f"training diverged: {err}; the last good state is in "
                         f"{ckpt.path}") from None

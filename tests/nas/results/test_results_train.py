@@ -141,3 +141,27 @@ def test_a_foreign_checkpoint_is_refused(files, one_epoch):
                    stream=sys.stderr)
     with pytest.raises(UserError, match="belongs to another training run.*epochs"):
         full_train(files["spec"], files["study"], out_dir=out, epochs=2, stream=sys.stderr)
+
+
+def test_progress_says_what_trains_and_reports_within_an_epoch(files):
+    out = files["root"] / "progress"
+    cmd = [sys.executable, "-m", "nas.cli", "train", str(files["spec"]), "--study",
+           str(files["study"]), "--epochs", "2", "--log-interval", "5", "--out", str(out)]
+    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()
+    # Before the first step: the network, its data and the length of the training.
+    assert lines[0].startswith("training train-test-net (")
+    assert "on train-test (384 training / 64 validation images): 2 epochs of 12 steps" \
+        in lines[0]
+    # Within each epoch of 12 steps: steps 5 and 10, not the last (the epoch line has it).
+    steps = [ln.split("  ")[:2] for ln in lines if "  step " in ln]
+    assert steps == [["epoch 1/2", "step 5/12"], ["epoch 1/2", "step 10/12"],
+                     ["epoch 2/2", "step 5/12"], ["epoch 2/2", "step 10/12"]]
+    assert sum(ln.startswith("epoch ") and "accuracy" in ln for ln in lines) == 2
+
+    quiet = subprocess.run([*cmd[:-2], "--log-interval", "-1", "--out", str(out)],
+                           env=_env(), capture_output=True, text=True)
+    assert quiet.returncode == 2
+    assert quiet.stderr.strip().splitlines()[-1] == (
+        "nas train: error: argument --log-interval: -1 is negative")
