@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 DONE = "bench_done.json"
+#: a strategy key beside the study fields: start the search as ``--with-baselines`` does.
+WITH_BASELINES = "with_baselines"
 
 
 @dataclass(frozen=True)
@@ -69,18 +71,22 @@ def _tally(items: Any) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------- running
-def run_real(study_dict: dict[str, Any], path: Path, budget: str, seed: int) -> None:
+def run_real(study_dict: dict[str, Any], path: Path, budget: str, seed: int,
+             with_baselines: bool = False) -> None:
     """One search through the real framework (Ray Tune + the search core + the ledger)."""
     from nas.search.driver import run_search
 
-    run_search(study_dict, run_dir=path, budget=budget, seed=seed, progress=False)
+    run_search(study_dict, run_dir=path, budget=budget, seed=seed, progress=False,
+               with_baselines=with_baselines)
 
 
 def run_fast(study_dict: dict[str, Any], path: Path, budget: str, seed: int,
-             clock: str = "cpu") -> None:
+             clock: str = "cpu", with_baselines: bool = False) -> None:
     """One search in-process: the search core and ASHA's rule driven by the in-process
     executor (nas.search.local), no Ray; each trial charged its process CPU time
-    (``clock="cpu"``) or its wall time."""
+    (``clock="cpu"``) or its wall time. ``with_baselines``: as ``nas search
+    --with-baselines`` (the study's baselines first, on the budget; those that are points
+    of the space told to the sampler with their parameters)."""
     import optuna
 
     from nas.budget import parse_budget
@@ -102,7 +108,7 @@ def run_fast(study_dict: dict[str, Any], path: Path, budget: str, seed: int,
     core = None
     try:
         session = run.start_session()
-        ostudy = open_run_study(run, study, seed + session, False)
+        ostudy = open_run_study(run, study, seed + session, with_baselines)
         core = SearchCore(study, ostudy, run=run, ledger=Ledger(run.ledger_path),
                           budget=bud, seed=seed, session=session, devices=1.0)
         timer = time.process_time if clock == "cpu" else time.perf_counter
@@ -168,10 +174,13 @@ def finished_run(path: Path, sd: dict[str, Any], mode: str, budget: str, seed: i
             shutil.rmtree(path)
         t0 = time.perf_counter()
         print(f"{sd['name']} {path.name}: running ({mode})...", flush=True)
+        # Not a study field: how the search is started (the strategy's, see --strategy).
+        study_dict = {k: v for k, v in sd.items() if k != WITH_BASELINES}
+        warm = bool(sd.get(WITH_BASELINES, False))
         if args.fast:
-            run_fast(sd, path, budget, seed, clock=args.clock)
+            run_fast(study_dict, path, budget, seed, clock=args.clock, with_baselines=warm)
         else:
-            run_real(sd, path, budget, seed)
+            run_real(study_dict, path, budget, seed, with_baselines=warm)
         done.write_text(json.dumps({"study": sd, "wall_s": time.perf_counter() - t0,
                                     "load_average_end": list(os.getloadavg())}))
     events, info = run_events(path, [o.metric for o in study.objectives])

@@ -17,7 +17,9 @@ the FEASIBLE Pareto front against device time spent.
         'nsga2-p50={"sampler": {"name": "nsga2", "options": {"population_size": 50}}}'
 
 Strategies (``--strategies``; more with ``--strategy NAME=JSON``, JSON = study fields to
-override, e.g. the sampler and its options):
+override, e.g. the sampler and its options, and ``"with_baselines": true`` to start the
+search as ``nas search --with-baselines`` does: the study's baselines first, paid from the
+budget, those that are points of the space told to the sampler with their parameters):
 
 - ``default``: the study as written (e.g. NSGA-II; constraints reach it through
   ``trial.set_constraint``, as in every search);
@@ -76,7 +78,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _hv_curves import first_reach, hypervolume_curve, mean_curve, median_fraction  # noqa: E402
-from _search_runs import Event, RunCache, finished_run  # noqa: E402
+from _search_runs import WITH_BASELINES, Event, RunCache, finished_run  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "runs" / "bench-search-efficiency"
@@ -302,7 +304,8 @@ def main(argv: list[str] | None = None) -> None:
                          "events": events, "counts": info, "spent_s": spent,
                          "wall_s": record.get("wall_s"),
                          "load_average_end": record.get("load_average_end"),
-                         "sampler": sd["sampler"], "objectives": sd["objectives"]})
+                         "sampler": sd["sampler"], "objectives": sd["objectives"],
+                         WITH_BASELINES: bool(sd.get(WITH_BASELINES))})
             print(f"  {name} seed {seed}: {info['total']} trials, {info['complete']} "
                   f"feasible complete, spent {spent:.0f} s", flush=True)
     analysis = analyse(runs, study, budget_s)
@@ -321,6 +324,8 @@ def main(argv: list[str] | None = None) -> None:
         "load_average_1_5_15_end": list(os.getloadavg()),
         "wall_s": time.perf_counter() - t_start,
         "strategies": {n: strategy_study(base, n, extra.get(n))["sampler"] for n in names},
+        "started_with_baselines": [n for n in names
+                                   if strategy_study(base, n, extra.get(n)).get(WITH_BASELINES)],
         "analysis": analysis,
         "runs": [{k: v for k, v in r.items() if k not in ("events", "curves")}
                  | {"curves": r["curves"],

@@ -56,3 +56,22 @@ def test_two_invocations_sharing_one_cache_lose_nothing(tmp_path):
     second.put("b", {"events": [[2.0, [0.5, 3.0], 0]]})
     assert set(json.loads(path.read_text())) == {"a", "b"}
     assert RunCache(path).get("a") == {"events": [[1.0, None, 0]]}
+
+
+def test_a_strategy_can_start_from_the_baselines(tmp_path):
+    """``"with_baselines": true`` starts the search as ``nas search --with-baselines``:
+    the study's baselines are its first trials, paid from the same budget."""
+    import optuna
+
+    out = _run(tmp_path, "w", "warm", "--strategies", "warm", "--strategy",
+               'warm={"with_baselines": true}')
+    assert "running" in out
+    result = json.loads((tmp_path / "warm.json").read_text())
+    assert result["started_with_baselines"] == ["warm"]
+    (run_dir,) = (tmp_path / "w").glob("*/warm-seed0")
+    url = f"sqlite:///{run_dir}/optuna.db"
+    name = optuna.get_all_study_summaries(url)[0].study_name
+    trials = optuna.load_study(study_name=name, storage=url).trials
+    assert trials[0].user_attrs.get("kind") == "baseline"
+    # the ledger (the benchmark's events) charges the baseline like any trial
+    assert result["runs"][0]["trial_costs"][0][0] == trials[0].number
