@@ -172,6 +172,15 @@ def analyse(runs: list[dict[str, Any]], study: Any, budget_s: float) -> dict[str
             # The headline: each seed's own fraction, their median and its bootstrap interval.
             s["median_fraction_to_random_final"] = median_fraction(
                 s["per_seed_fraction_to_random_final"])
+            # Paired by seed: each seed's run against the SAME seed's random final (one
+            # lucky first trial above the mean of random's finals does not count as reaching).
+            own = {r["seed"]: r["curves"][ref_name][-1][1] for r in runs
+                   if r["strategy"] == "random"}
+            paired = [None if r["seed"] not in own
+                      or (x := first_reach(r["curves"][ref_name], own[r["seed"]])) is None
+                      else x / budget_s for r in runs if r["strategy"] == name]
+            s["per_seed_fraction_to_same_seed_random_final"] = paired
+            s["median_fraction_to_same_seed_random_final"] = median_fraction(paired)
             if name != "random":
                 s["final_hv_vs_random"] = paired_difference(runs, ref_name, name)
         out["by_reference"][ref_name] = {"target_random_final_mean": target,
@@ -261,6 +270,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=None,
                     help="a JSON file of finished runs' events (e.g. one kept in the "
                          "repository): runs found there are not run again")
+    ap.add_argument("--no-run", action="store_true",
+                    help="analyse only the runs already in --cache (a comparison still "
+                         "in progress); the missing (strategy, seed) pairs are listed")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -269,6 +281,8 @@ def main(argv: list[str] | None = None) -> None:
     from nas.budget import parse_budget
     from nas.study import load_study
 
+    if args.no_run and args.cache is None:
+        raise SystemExit("--no-run: analyses the runs in --cache FILE; give --cache")
     study = load_study(args.study)
     base = study.to_dict()
     budget = study.budget.text if args.budget == "study" else args.budget
@@ -293,6 +307,9 @@ def main(argv: list[str] | None = None) -> None:
             path = args.workdir / tag / f"{name}-seed{seed}"
             key = RunCache.key(tag, name, seed, sd)
             record = None if args.fresh else cache.get(key)
+            if record is None and args.no_run:
+                print(f"  {name} seed {seed}: not in {args.cache}, left out", flush=True)
+                continue
             if record is None:
                 record = finished_run(path, sd, mode, budget, seed, args, study)
                 cache.put(key, record)
@@ -308,6 +325,8 @@ def main(argv: list[str] | None = None) -> None:
                          WITH_BASELINES: bool(sd.get(WITH_BASELINES))})
             print(f"  {name} seed {seed}: {info['total']} trials, {info['complete']} "
                   f"feasible complete, spent {spent:.0f} s", flush=True)
+    if not runs:
+        raise SystemExit("no run to analyse")
     analysis = analyse(runs, study, budget_s)
     result = {
         "script": "benchmarks/search_efficiency.py",
@@ -349,6 +368,11 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  {'':14s} median over seeds {m['median']} "
                       f"({m['level']:.0%} bootstrap {m['ci']}; {m['reached']} of {m['n']} "
                       "seeds reach it)")
+            m = s.get("median_fraction_to_same_seed_random_final")
+            if m:
+                print(f"  {'':14s} against the same seed's random final: median {m['median']} "
+                      f"({m['level']:.0%} bootstrap {m['ci']}; per seed "
+                      f"{s['per_seed_fraction_to_same_seed_random_final']})")
             if "final_hv_vs_random" in s:
                 d = s["final_hv_vs_random"]
                 print(f"  {'':14s} minus random, paired by seed: {d['diff']:+.4f} "

@@ -38,6 +38,14 @@ def test_a_cached_comparison_resumes_without_its_run_directories(tmp_path):
     assert a["analysis"] == b["analysis"]
     assert [r["trial_costs"] for r in a["runs"]] == [r["trial_costs"] for r in b["runs"]]
 
+    # --no-run analyses what the cache holds and lists what it lacks, running nothing
+    partial = _run(tmp_path, "w4", "partial", "--no-run", "--seeds", "0", "1")
+    assert "random seed 1: not in" in partial and "running" not in partial
+    assert not (tmp_path / "w4").exists()
+    p = json.loads((tmp_path / "partial.json").read_text())
+    assert [(r["strategy"], r["seed"]) for r in p["runs"]] == [("random", 0)]
+    assert p["analysis"] == a["analysis"]
+
     # another version of the study (a changed sampler seed) is a different run
     other = _run(tmp_path, "w3", "other", "--strategy",
                  'random={"sampler": {"name": "random", "seed": 7}}')
