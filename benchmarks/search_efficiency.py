@@ -56,7 +56,8 @@ the mean FINAL hypervolume of random search. Writes
 benchmarks/results/search_efficiency_<study>.{json,png}; run directories go to
 runs/bench-search-efficiency/ and are reused when present (``--fresh`` to redo);
 ``--cache FILE`` keeps each finished run's events in FILE too, so a comparison longer
-than one sitting (digit-scenes: ~20 CPU-h) resumes from a file kept in the repository.
+than one sitting (digit-scenes: ~22 CPU-min per run at its 20 device-minutes) resumes from a file
+kept in the repository; ``--no-run`` analyses what that file holds.
 """
 
 from __future__ import annotations
