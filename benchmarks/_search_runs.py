@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 DONE = "bench_done.json"
+REPO = Path(__file__).resolve().parents[1]
 #: a strategy key beside the study fields: start the search as ``--with-baselines`` does.
 WITH_BASELINES = "with_baselines"
 
@@ -137,6 +138,9 @@ class RunCache:
     @staticmethod
     def key(tag: str, name: str, seed: int, study_dict: dict[str, Any]) -> str:
         text = json.dumps([tag, name, seed, study_dict], sort_keys=True)
+        # The study's baseline paths are absolute: keyed relative to the checkout, so that
+        # a clone elsewhere finds the runs banked in the repository.
+        text = text.replace(str(REPO), "<repo>")
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     def get(self, key: str) -> dict[str, Any] | None:
