@@ -344,8 +344,8 @@ def main(argv: list[str] | None = None) -> None:
         "load_average_1_5_15_end": list(os.getloadavg()),
         "wall_s": time.perf_counter() - t_start,
         "strategies": {n: strategy_study(base, n, extra.get(n))["sampler"] for n in names},
-        "started_with_baselines": [n for n in names
-                                   if strategy_study(base, n, extra.get(n)).get(WITH_BASELINES)],
+        "started_with_baselines": list(dict.fromkeys(r["strategy"] for r in runs
+                                                     if r[WITH_BASELINES])),
         "analysis": analysis,
         "runs": [{k: v for k, v in r.items() if k not in ("events", "curves")}
                  | {"curves": r["curves"],

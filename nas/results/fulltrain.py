@@ -215,16 +215,17 @@ def full_train(spec: Any, study: str | os.PathLike | Study | None, *,
     print(f"training {spec.name} ({fmt_count(sum(p.numel() for p in model.parameters()))} "
           f"params) on {study.name} ({len(bundle.train)} training / {len(bundle.val)} "
           f"validation images): {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} of {per_epoch} "
-          f"steps at batch "
-          f"{cfg.batch_size} on {dev} ({resolve_precision(cfg.precision, dev)}), "
-          f"checkpoints in {out}", file=stream, flush=True)
-    epoch_start = {"epoch": 0, "t": 0.0}
+          f"steps at batch {cfg.batch_size} on {dev} "
+          f"({resolve_precision(cfg.precision, dev)}), checkpoints in {out}",
+          file=stream, flush=True)
+    first_step_done = [0.0]  # perf_counter at the end of this epoch's first step
 
     def step_line(epoch: int, step: int, steps: int) -> None:
-        if epoch != epoch_start["epoch"]:
-            epoch_start.update(epoch=epoch, t=time.perf_counter())
-        if log_interval and step % log_interval == 0 and step < steps:
-            rate = (time.perf_counter() - epoch_start["t"]) / step
+        # Timed from the end of each epoch's first step: the rate leaves out its warm-up.
+        if step == 1:
+            first_step_done[0] = time.perf_counter()
+        elif log_interval and step % log_interval == 0 and step < steps:
+            rate = (time.perf_counter() - first_step_done[0]) / (step - 1)
             print(f"epoch {epoch}/{cfg.epochs}  step {step}/{steps}  {rate:.2f} s/step, "
                   f"~{rate * (steps - step):.0f} s to the epoch's end", file=stream,
                   flush=True)
