@@ -22,10 +22,11 @@ search as ``nas search --with-baselines`` does: the study's baselines first, pai
 budget, those that are points of the space told to the sampler with their parameters):
 
 - ``default``: the study as written (e.g. NSGA-II; constraints reach it through
-  ``trial.set_constraint``, as in every search);
-- ``random``: the same study with ``sampler: random``;
+  ``trial.set_constraint``, as in every search; its ``sampler.start_from`` baselines
+  first where it names some);
+- ``random``: the same study with ``sampler: random`` and no start points;
 - ``tpe-primary``: Optuna's TPE on the PRIMARY objective only (objectives cut to the
-  first), constraints as usual.
+  first), constraints as usual, no start points.
 
 Every strategy runs with the same budget (``--budget``, default the study's) and the same
 seeds (the search seed: sampler seed and training seed). Two modes:
@@ -112,10 +113,14 @@ def nadir(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[
 def strategy_study(base: dict[str, Any], name: str, override: dict[str, Any] | None) -> dict:
     """The study dict a strategy runs."""
     d = copy.deepcopy(base)
+    # random and tpe-primary are the plain samplers: no start points (a study's
+    # sampler.start_from belongs to its default; a --strategy JSON may set them).
     if name == "random":
-        d["sampler"] = {**d.get("sampler", {}), "name": "random", "options": {}}
+        d["sampler"] = {**d.get("sampler", {}), "name": "random", "options": {},
+                        "start_from": []}
     elif name == "tpe-primary":
-        d["sampler"] = {**d.get("sampler", {}), "name": "tpe", "options": {}}
+        d["sampler"] = {**d.get("sampler", {}), "name": "tpe", "options": {},
+                        "start_from": []}
         d["objectives"] = d["objectives"][:1]
     for key, value in (override or {}).items():
         if isinstance(value, dict) and isinstance(d.get(key), dict):
@@ -124,6 +129,14 @@ def strategy_study(base: dict[str, Any], name: str, override: dict[str, Any] | N
             d[key] = value
     d["name"] = f"{base['name']}-{name}".replace("_", "-")
     return d
+
+
+def start_trials(sd: dict[str, Any]) -> int:
+    """How many baselines a strategy's search evaluates before its sampler proposes:
+    enqueued when the run's study is created, they are its trials 0 .. n-1."""
+    start = list(sd.get("sampler", {}).get("start_from") or [])
+    rest = [b for b in sd.get("baselines", []) if b not in start]
+    return len(start) + (len(rest) if sd.get(WITH_BASELINES) else 0)
 
 
 def parse_strategy(text: str) -> tuple[str, dict[str, Any]]:
@@ -184,9 +197,32 @@ def analyse(runs: list[dict[str, Any]], study: Any, budget_s: float) -> dict[str
             s["median_fraction_to_same_seed_random_final"] = median_fraction(paired)
             if name != "random":
                 s["final_hv_vs_random"] = paired_difference(runs, ref_name, name)
+            mine = [r for r in runs if r["strategy"] == name]
+            if any(r["start_trials"] for r in mine):
+                s["own_proposals"] = own_proposals(mine, own, directions, ref, budget_s)
         out["by_reference"][ref_name] = {"target_random_final_mean": target,
                                          "strategies": per}
     return out
+
+
+def own_proposals(rs: list[dict[str, Any]], random_final: dict[int, float],
+                  directions: list[str], ref: list[float], budget_s: float) -> dict:
+    """For a search that starts from baselines: what its sampler's OWN proposals reach.
+    The front without the start trials' points (their cost still spent): the budget
+    fraction at which it reaches the same seed's random final, and its final
+    hypervolume, so the credit the hand-designed start points take is visible."""
+    finals, paired = [], []
+    for r in rs:
+        events = [e if e.trial is None or e.trial >= r["start_trials"]
+                  else Event(cost_s=e.cost_s, point=None, trial=e.trial) for e in r["events"]]
+        curve = hypervolume_curve(events, directions, ref)
+        finals.append(curve[-1][1])
+        x = (first_reach(curve, random_final[r["seed"]]) if r["seed"] in random_final
+             else None)
+        paired.append(None if x is None else x / budget_s)
+    return {"final_hv": finals, "final_hv_mean": statistics.fmean(finals),
+            "per_seed_fraction_to_same_seed_random_final": paired,
+            "median_fraction_to_same_seed_random_final": median_fraction(paired)}
 
 
 def paired_difference(runs: list[dict[str, Any]], ref_name: str,
@@ -323,7 +359,8 @@ def main(argv: list[str] | None = None) -> None:
                          "wall_s": record.get("wall_s"),
                          "load_average_end": record.get("load_average_end"),
                          "sampler": sd["sampler"], "objectives": sd["objectives"],
-                         WITH_BASELINES: bool(sd.get(WITH_BASELINES))})
+                         WITH_BASELINES: bool(sd.get(WITH_BASELINES)),
+                         "start_trials": start_trials(sd)})
             print(f"  {name} seed {seed}: {info['total']} trials, {info['complete']} "
                   f"feasible complete, spent {spent:.0f} s", flush=True)
     if not runs:
@@ -345,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
         "wall_s": time.perf_counter() - t_start,
         "strategies": {n: strategy_study(base, n, extra.get(n))["sampler"] for n in names},
         "started_with_baselines": list(dict.fromkeys(r["strategy"] for r in runs
-                                                     if r[WITH_BASELINES])),
+                                                     if r["start_trials"])),
         "analysis": analysis,
         "runs": [{k: v for k, v in r.items() if k not in ("events", "curves")}
                  | {"curves": r["curves"],
@@ -378,6 +415,11 @@ def main(argv: list[str] | None = None) -> None:
                 d = s["final_hv_vs_random"]
                 print(f"  {'':14s} minus random, paired by seed: {d['diff']:+.4f} "
                       f"(95% CI {d.get('ci95')}; {d['test']}, p {d['p']})")
+            if "own_proposals" in s:
+                o = s["own_proposals"]
+                print(f"  {'':14s} its sampler's own proposals (start baselines left out): "
+                      f"final HV {o['final_hv_mean']:.4f}; reach the same seed's random "
+                      f"final at {o['per_seed_fraction_to_same_seed_random_final']}")
     print(f"wrote {stem}.json and .png")
 
 

@@ -169,7 +169,7 @@ def _run_session(run: RunDir, study: Study, budget: Budget, *, seed: int,
 
 def open_run_study(run: RunDir, study: Study, sampler_seed: int, with_baselines: bool):
     """The run's Optuna study (created on the first session), its sampler seeded per
-    session, the study's baselines enqueued once."""
+    session, the study's start points and (``with_baselines``) baselines enqueued once."""
     import optuna
 
     from ..run.sole_writer import driver_storage
@@ -193,8 +193,14 @@ def open_run_study(run: RunDir, study: Study, sampler_seed: int, with_baselines:
         with warnings.catch_warnings():  # experimental in Optuna; the dashboard shows them
             warnings.simplefilter("ignore")
             ostudy.set_metric_names([o.metric for o in study.objectives])
+    # The study's start points first (every search), then, with --with-baselines, the
+    # other baselines; each group once per run, whichever session asks first.
+    start = study.sampler.start_from
+    if start and not meta.get("start_points_enqueued"):
+        enqueue_baselines(ostudy, study, start)
+        run.update_meta(start_points_enqueued=True)
     if with_baselines and not meta.get("baselines_enqueued"):
-        enqueue_baselines(ostudy, study)
+        enqueue_baselines(ostudy, study, [b for b in study.baselines if b not in start])
         run.update_meta(baselines_enqueued=True)
     return ostudy
 

@@ -197,6 +197,7 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
                        for o in study.objectives],
         "constraints": dict(study.constraints),
         "baselines": list(study.baselines),
+        "start_from": list(study.sampler.start_from),
         "budget": None if bud is None else {**bud.to_dict(spent)},
         "fidelity": {"scheduler": study.fidelity.scheduler,
                      "grace_epochs": study.fidelity.grace_epochs,

@@ -32,9 +32,14 @@ def format_plan(plan: dict[str, Any]) -> str:
     lines.append(f"objective {objectives}")
     limits = ", ".join(f"{k} <= {v:g}" for k, v in plan["constraints"].items()) or "none"
     lines.append(f"limits    {limits}")
-    if plan["baselines"]:
-        names = ", ".join(b.removeprefix("zoo:") for b in plan["baselines"])
-        lines.append(f"baselines {names} (evaluated with --with-baselines)")
+    start = plan.get("start_from", [])
+    if start:
+        lines.append(f"start     {', '.join(b.removeprefix('zoo:') for b in start)} "
+                     "(baselines in the space: every search evaluates them first and "
+                     "tells the sampler)")
+    others = [b.removeprefix("zoo:") for b in plan["baselines"] if b not in start]
+    if others:
+        lines.append(f"baselines {', '.join(others)} (evaluated with --with-baselines)")
     b = plan["budget"]
     if b is None:
         lines.append("budget    none given")

@@ -10,6 +10,7 @@ or a retry of an interrupted baseline). Ray-free.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -147,18 +148,19 @@ def candidate(trial: optuna.trial.Trial, study: Study):
         return None, kind, f"cannot build the candidate: {type(err).__name__}: {err}"
 
 
-def enqueue_baselines(ostudy: optuna.Study, study: Study) -> list[str]:
-    """Enqueue the study's baselines as fixed specs (user_attrs kind=baseline), adapted
-    to the study's data (``ModelSpec.with_data``). A baseline that cannot run at that
-    input is still enqueued and told FAIL with the reason, so the user sees it. One that
-    is a point of the study's space is enqueued with its params too (``in_space``), so
-    its result is an observation the sampler learns from, as Optuna warm-starts a study
-    with known configurations (:mod:`search_space.inverse`)."""
+def enqueue_baselines(ostudy: optuna.Study, study: Study,
+                      refs: Sequence[str] | None = None) -> list[str]:
+    """Enqueue the study's baselines (``refs``: these of them) as fixed specs (user_attrs
+    kind=baseline), adapted to the study's data (``ModelSpec.with_data``). A baseline that
+    cannot run at that input is still enqueued and told FAIL with the reason, so the user
+    sees it. One that is a point of the study's space is enqueued with its params too
+    (``in_space``), so its result is an observation the sampler learns from, as Optuna
+    warm-starts a study with known configurations (:mod:`search_space.inverse`)."""
     from search_space import load_spec
     from search_space.inverse import params_of
 
     names = []
-    for ref in study.baselines:
+    for ref in study.baselines if refs is None else refs:
         attrs: dict[str, Any] = {"kind": "baseline", "baseline": ref}
         params: dict[str, Any] = {}
         try:

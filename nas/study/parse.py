@@ -8,6 +8,7 @@ Unknown keys are errors (a typo must not silently fall back to a default).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,9 @@ def parse_study(raw: Any, base_dir: Path | None = None) -> Study:
                                  base_dir or Path.cwd()))
         study.space  # noqa: B018 - validate the space now, with the study.space. prefix
         _check_agreement(study)
+        if study.sampler.start_from:
+            study = replace(study, sampler=replace(study.sampler, start_from=_start_points(
+                study, base_dir or Path.cwd())))
     return study
 
 
@@ -175,8 +179,42 @@ def _constraints(raw: Any, p: str) -> dict[str, float]:
 
 def _sampler(raw: Any, p: str) -> SamplerConfig:
     values = r.section(raw, p, {"name": r.choice(SAMPLERS), "seed": r.seed_value,
-                                "options": r.plain_options})
+                                "options": r.plain_options, "start_from": _refs})
     return SamplerConfig(**values)
+
+
+def _refs(raw: Any, p: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(x, str) and x for x in raw):
+        raise SpecError(p, f"{raw!r} is not a list of the study's baselines")
+    return tuple(raw)
+
+
+def _start_points(study: Study, base_dir: Path) -> tuple[str, ...]:
+    """``sampler.start_from`` resolved like ``baselines``: each entry must name one of the
+    study's baselines that is a point of the space (the sampler is told its params)."""
+    from search_space import load_spec
+    from search_space.inverse import params_of
+
+    p = "study.sampler.start_from"
+    resolved = []
+    for i, ref in enumerate(study.sampler.start_from):
+        q = f.index(p, i)
+        path = _baseline(ref, q, base_dir)
+        if path not in study.baselines:
+            raise SpecError(q, f"{ref!r} is not one of study.baselines")
+        try:
+            spec = load_spec(path).with_data(channels=study.input_channels,
+                                             size=tuple(study.input_size),
+                                             classes=study.classes)
+        except Exception as err:  # noqa: BLE001 - any reason it cannot run is the user's
+            raise SpecError(q, f"{ref!r} cannot run on the study's data: {err}") from None
+        if not params_of(study.space, spec):
+            raise SpecError(q, f"{ref!r} is not a point of the study's space (a search "
+                               "can start only from networks the space can propose)")
+        resolved.append(path)
+    if len(set(resolved)) != len(resolved):
+        raise SpecError(p, "names a baseline twice")
+    return tuple(resolved)
 
 
 def _fidelity(raw: Any, p: str, training: TrainingConfig,
@@ -210,31 +248,30 @@ def _budget(raw: Any, p: str) -> Budget | None:
 def _baselines(raw: Any, p: str, base_dir: Path) -> tuple[str, ...]:
     if not isinstance(raw, list):
         raise SpecError(p, f"{raw!r} is not a list of 'zoo:NAME' or spec paths")
-    out = []
-    for i, item in enumerate(raw):
-        q = f.index(p, i)
-        if not isinstance(item, str) or not item:
-            raise SpecError(q, f"{item!r} is not 'zoo:NAME' or a spec path")
-        if item.startswith("zoo:"):
-            from search_space.zoo import list_zoo
+    return tuple(_baseline(item, f.index(p, i), base_dir) for i, item in enumerate(raw))
 
-            known = sorted(list_zoo())
-            if item[4:] not in known:
-                raise SpecError(q, f"unknown zoo model {item[4:]!r}; known: "
-                                   f"{', '.join(known)}")
-            out.append(item)
-            continue
-        path = (base_dir / item).resolve()
-        if not path.is_file():
-            # A copy of a packaged study (e.g. studies/digits.yaml edited elsewhere) still
-            # finds the baselines shipped beside the original.
-            shipped = Path(str(resources.files("nas.studies"))) / item
-            if Path(item).is_absolute() or not shipped.is_file():
-                raise SpecError(q, f"no such spec file {item!r} (looked at {path}, and "
-                                   f"among the packaged studies' at {shipped})")
-            path = shipped.resolve()
-        out.append(str(path))
-    return tuple(out)
+
+def _baseline(item: Any, q: str, base_dir: Path) -> str:
+    """One baseline: 'zoo:NAME' as written, a spec path resolved."""
+    if not isinstance(item, str) or not item:
+        raise SpecError(q, f"{item!r} is not 'zoo:NAME' or a spec path")
+    if item.startswith("zoo:"):
+        from search_space.zoo import list_zoo
+
+        known = sorted(list_zoo())
+        if item[4:] not in known:
+            raise SpecError(q, f"unknown zoo model {item[4:]!r}; known: {', '.join(known)}")
+        return item
+    path = (base_dir / item).resolve()
+    if not path.is_file():
+        # A copy of a packaged study (e.g. studies/digits.yaml edited elsewhere) still
+        # finds the baselines shipped beside the original.
+        shipped = Path(str(resources.files("nas.studies"))) / item
+        if Path(item).is_absolute() or not shipped.is_file():
+            raise SpecError(q, f"no such spec file {item!r} (looked at {path}, and "
+                               f"among the packaged studies' at {shipped})")
+        path = shipped.resolve()
+    return str(path)
 
 
 def _check_agreement(study: Study) -> None:

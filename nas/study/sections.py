@@ -97,6 +97,10 @@ class SamplerConfig:
     seed: int = 0
     #: extra keyword arguments for the Optuna sampler (plain values).
     options: dict[str, Any] = field(default_factory=dict)
+    #: baselines (entries of ``Study.baselines``, each a point of the space) evaluated
+    #: first in every search and told to the sampler with their params: the search
+    #: starts from the hand-designed networks (Ray Tune's ``points_to_evaluate``).
+    start_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,27 @@ def test_median_fraction_counts_a_seed_that_never_reaches_as_late():
     assert hv.median_fraction([0.25] * 5)["ci"] == [0.25, 0.25]
 
 
+def test_own_proposals_leave_the_start_baselines_out_but_pay_for_them():
+    """A search that starts from baselines: its sampler's own proposals are judged
+    without the start trials' points, whose cost is still spent."""
+    sd = {"sampler": {"start_from": ["a.yaml", "b.yaml"]}, "baselines": ["a.yaml", "b.yaml",
+                                                                          "c.yaml"]}
+    assert se.start_trials(sd) == 2
+    assert se.start_trials({**sd, "with_baselines": True}) == 3
+    assert se.start_trials({"sampler": {}, "baselines": ["a.yaml"]}) == 0
+    run = {"seed": 0, "start_trials": 1, "events": [
+        se.Event(10.0, (0.9, 5.0), 0),    # the start baseline: 12 alone
+        se.Event(10.0, (0.5, 10.0), 1),   # the sampler's: (0.4 * 10) = 4
+        se.Event(10.0, (0.95, 15.0), 2),  # 4 + 0.85 * 5 - 0.4 * 5 = 6.25
+    ]}
+    own = se.own_proposals([run], {0: 5.0}, list(DIRS), list(REF), budget_s=40.0)
+    assert own["final_hv"] == [pytest.approx(6.25)]
+    # reaches 5.0 with the third trial, at 30 s of 40: the start trial's 10 s counted
+    assert own["per_seed_fraction_to_same_seed_random_final"] == [pytest.approx(0.75)]
+    # with the baseline's point the target was reached after the first trial
+    assert hv.first_reach(hv.hypervolume_curve(run["events"], DIRS, REF), 5.0) == 10.0
+
+
 def test_reference_points_chance_limits_and_nadir():
     from nas.study import load_study
 
