@@ -158,7 +158,7 @@ def analyse(runs: list[dict[str, Any]], study: Any, budget_s: float) -> dict[str
     pooled = [e.point for r in runs for e in r["events"] if e.point is not None]
     refs = {"pooled-nadir": nadir(pooled, directions),
             "chance-and-limits": default_reference(study, pooled)}
-    grid = [budget_s * i / 200 for i in range(201)]
+    grid = budget_grid(budget_s)
     out: dict[str, Any] = {"reference_points": refs, "by_reference": {}}
     names = list(dict.fromkeys(r["strategy"] for r in runs))
     for ref_name, ref in refs.items():
@@ -205,22 +205,29 @@ def analyse(runs: list[dict[str, Any]], study: Any, budget_s: float) -> dict[str
     return out
 
 
+def budget_grid(budget_s: float) -> list[float]:
+    """Where mean curves are read: 201 points from 0 to the budget."""
+    return [budget_s * i / 200 for i in range(201)]
+
+
 def own_proposals(rs: list[dict[str, Any]], random_final: dict[int, float],
                   directions: list[str], ref: list[float], budget_s: float) -> dict:
     """For a search that starts from baselines: what its sampler's OWN proposals reach.
     The front without the start trials' points (their cost still spent): the budget
     fraction at which it reaches the same seed's random final, and its final
     hypervolume, so the credit the hand-designed start points take is visible."""
-    finals, paired = [], []
+    finals, paired, curves = [], [], []
     for r in rs:
         events = [e if e.trial is None or e.trial >= r["start_trials"]
                   else Event(cost_s=e.cost_s, point=None, trial=e.trial) for e in r["events"]]
         curve = hypervolume_curve(events, directions, ref)
+        curves.append(curve)
         finals.append(curve[-1][1])
         x = (first_reach(curve, random_final[r["seed"]]) if r["seed"] in random_final
              else None)
         paired.append(None if x is None else x / budget_s)
     return {"final_hv": finals, "final_hv_mean": statistics.fmean(finals),
+            "mean_curve": mean_curve(curves, budget_grid(budget_s)),
             "per_seed_fraction_to_same_seed_random_final": paired,
             "median_fraction_to_same_seed_random_final": median_fraction(paired)}
 
@@ -272,6 +279,11 @@ def plot(result: dict[str, Any], runs: list[dict[str, Any]], path: Path) -> None
             ax.step([t / budget_s for t, _ in s["mean_curve"]],
                     [v for _, v in s["mean_curve"]], where="post", color=colors[name],
                     lw=2, label=label)
+            if "own_proposals" in s:  # the start baselines' points left out
+                own = s["own_proposals"]["mean_curve"]
+                ax.step([t / budget_s for t, _ in own], [v for _, v in own], where="post",
+                        color=colors[name], lw=1.5, ls="--",
+                        label=f"{name}: its sampler's own proposals only")
         if block["target_random_final_mean"] is not None:
             ax.axhline(block["target_random_final_mean"], color="k", ls=":", lw=1)
         ref = result["analysis"]["reference_points"][ref_name]
