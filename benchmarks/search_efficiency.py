@@ -174,6 +174,10 @@ def analyse(runs: list[dict[str, Any]], study: Any, budget_s: float) -> dict[str
                          "final_hv_std": statistics.pstdev(finals),
                          "mean_curve": mean_curve(curves, grid)}
         target = per["random"]["final_hv_mean"] if "random" in per else None
+        # Each seed's random final: paired targets (one lucky first trial above the mean of
+        # random's finals does not count as reaching).
+        random_final = {r["seed"]: r["curves"][ref_name][-1][1] for r in runs
+                        if r["strategy"] == "random"}
         for name, s in per.items():
             if target is None:
                 break
@@ -186,20 +190,17 @@ def analyse(runs: list[dict[str, Any]], study: Any, budget_s: float) -> dict[str
             # The headline: each seed's own fraction, their median and its bootstrap interval.
             s["median_fraction_to_random_final"] = median_fraction(
                 s["per_seed_fraction_to_random_final"])
-            # Paired by seed: each seed's run against the SAME seed's random final (one
-            # lucky first trial above the mean of random's finals does not count as reaching).
-            own = {r["seed"]: r["curves"][ref_name][-1][1] for r in runs
-                   if r["strategy"] == "random"}
-            paired = [None if r["seed"] not in own
-                      or (x := first_reach(r["curves"][ref_name], own[r["seed"]])) is None
-                      else x / budget_s for r in runs if r["strategy"] == name]
+            # Paired by seed: each seed's run against the SAME seed's random final.
+            mine = [r for r in runs if r["strategy"] == name]
+            reach = [first_reach(r["curves"][ref_name], random_final[r["seed"]])
+                     if r["seed"] in random_final else None for r in mine]
+            paired = [None if x is None else x / budget_s for x in reach]
             s["per_seed_fraction_to_same_seed_random_final"] = paired
             s["median_fraction_to_same_seed_random_final"] = median_fraction(paired)
             if name != "random":
                 s["final_hv_vs_random"] = paired_difference(runs, ref_name, name)
-            mine = [r for r in runs if r["strategy"] == name]
             if any(r["start_trials"] for r in mine):
-                s["own_proposals"] = own_proposals(mine, own, directions, ref, budget_s)
+                s["own_proposals"] = own_proposals(mine, random_final, directions, ref, budget_s)
         out["by_reference"][ref_name] = {"target_random_final_mean": target,
                                          "strategies": per}
     return out

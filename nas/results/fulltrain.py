@@ -39,6 +39,7 @@ import torch
 
 from ..errors import UserError
 from ..study import Study, load_study
+from ..study.study import adapt_spec
 
 CHECKPOINT = "checkpoint.pt"
 FINAL_WEIGHTS = "model.pt"
@@ -58,20 +59,6 @@ def resolve_study(ref: str | os.PathLike | Study | None) -> Study:
 
         return load_study(RunDir.open(ref).study_dict())
     return load_study(ref)
-
-
-def adapt_spec(spec: Any, study: Study):
-    """The spec with the study's input channels, size and classes (validated)."""
-    from search_space import load_spec
-
-    spec = load_spec(spec)
-    try:
-        return spec.with_data(channels=study.input_channels, size=study.input_size,
-                              classes=study.classes)
-    except Exception as err:  # SpecError: a block that cannot run at this size
-        raise UserError(f"spec {spec.name!r} cannot run on the study's data "
-                        f"({study.input_channels}x{study.input_size[0]}x"
-                        f"{study.input_size[1]}, {study.classes} classes): {err}") from None
 
 
 class FileCheckpointer:

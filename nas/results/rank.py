@@ -113,7 +113,7 @@ def candidates(results: RunResults, top: int) -> list[Candidate]:
             if b is not None and b.spec:
                 cand.spec = ModelSpec.from_dict(b.spec)
             else:
-                from .fulltrain import adapt_spec
+                from ..study.study import adapt_spec
 
                 cand.spec = adapt_spec(ref, study)
             cand.hash = cand.spec.hash()

@@ -35,7 +35,7 @@ from .sections import (
     SyntheticConfig,
     TrainingConfig,
 )
-from .study import Study, shape_str
+from .study import Study, adapt_spec, shape_str
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _KEYS = ("version", "name", "description", "data", "training", "objectives", "constraints",
@@ -192,7 +192,6 @@ def _refs(raw: Any, p: str) -> tuple[str, ...]:
 def _start_points(study: Study, base_dir: Path) -> tuple[str, ...]:
     """``sampler.start_from`` resolved like ``baselines``: each entry must name one of the
     study's baselines that is a point of the space (the sampler is told its params)."""
-    from search_space import load_spec
     from search_space.inverse import params_of
 
     p = "study.sampler.start_from"
@@ -203,11 +202,9 @@ def _start_points(study: Study, base_dir: Path) -> tuple[str, ...]:
         if path not in study.baselines:
             raise SpecError(q, f"{ref!r} is not one of study.baselines")
         try:
-            spec = load_spec(path).with_data(channels=study.input_channels,
-                                             size=tuple(study.input_size),
-                                             classes=study.classes)
-        except Exception as err:  # noqa: BLE001 - any reason it cannot run is the user's
-            raise SpecError(q, f"{ref!r} cannot run on the study's data: {err}") from None
+            spec = adapt_spec(path, study)
+        except UserError as err:
+            raise SpecError(q, str(err)) from None
         if not params_of(study.space, spec):
             raise SpecError(q, f"{ref!r} is not a point of the study's space (a search "
                                "can start only from networks the space can propose)")

@@ -157,3 +157,17 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+def adapt_spec(spec: Any, study: Study):
+    """The spec with the study's input channels, size and classes (validated)."""
+    from search_space import load_spec
+
+    spec = load_spec(spec)
+    try:
+        return spec.with_data(channels=study.input_channels, size=study.input_size,
+                              classes=study.classes)
+    except Exception as err:  # SpecError: a block that cannot run at this size
+        raise UserError(f"spec {spec.name!r} cannot run on the study's data "
+                        f"({study.input_channels}x{study.input_size[0]}x"
+                        f"{study.input_size[1]}, {study.classes} classes): {err}") from None
