@@ -5,11 +5,13 @@ after another (no Ray). Prints per objective the mean +- standard error of each,
 Pareto rank (by the means), and per found-vs-baseline pair the difference, its standard
 error (paired by seed) and the verdict of a two-sided t-test (paired, else Welch) at
 alpha 0.05, Holm-corrected across all pairs and objectives; for differences not yet
-significant, how many seeds would make them so. Latency is compared on the 10th
-percentile of the repeats (load delays some repeats, never speeds one up) and the load
-average is recorded. Saves RUN_DIR/rank.json. Each finished evaluation is kept in
-RUN_DIR/rank_evals.jsonl: after Ctrl-C the same command continues, and more --seeds or a
-larger --top evaluate only what is new."""
+significant, how many seeds would make them so. Then per pair whether the found
+dominates the baseline: better on every objective by an intersection-union test (the
+largest one-sided p-value over the objectives), Holm-corrected across the pairs. Latency
+is compared on the 10th percentile of the repeats (load delays some repeats, never
+speeds one up) and the load average is recorded. Saves RUN_DIR/rank.json. Each finished
+evaluation is kept in RUN_DIR/rank_evals.jsonl: after Ctrl-C the same command continues,
+and more --seeds or a larger --top evaluate only what is new."""
 
 from __future__ import annotations
 
@@ -83,6 +85,15 @@ def format_text(report: dict) -> str:
             rows.append([t["found"], short_name(t["baseline"]), t["compared_on"],
                          f"{t['diff']:+.4g} ± {se}", t["test"].split(" (")[0], p, verdict])
         lines += ["", "found - baseline:"] + _table(header, rows)
+    pairs = report.get("dominance", {}).get("pairs", [])
+    if pairs:
+        header = ["found", "baseline", "p (one-sided, weakest objective)", "p (Holm)",
+                  "dominates"]
+        rows = [[p["found"], short_name(p["baseline"]),
+                 "-" if p["p"] is None else f"{p['p']:.3g} ({p['weakest']})",
+                 "-" if p["p_holm"] is None else f"{p['p_holm']:.3g}",
+                 "yes" if p["dominates"] else "no"] for p in pairs]
+        lines += ["", "does the found dominate the baseline:"] + _table(header, rows)
     seeds = report["seeds"]
     load = report.get("load_average_1_5_15", {})
     lines += ["", f"{len(seeds)} seed(s) {seeds}; rank = Pareto rank of the means "

@@ -15,8 +15,9 @@ seeds whose evaluation finished ("ok"), and its Pareto rank among all rows (1 =
 non-dominated, by the means). Per (found, baseline) pair and objective: the difference,
 its standard error paired by seed, a t-test and its verdict at alpha 0.05 with Holm's
 correction across all the ranking's tests, and for a difference that is not significant
-how many seeds would make it so (:mod:`nas.results.rankstats`). A found architecture
-DOMINATES a baseline when the test finds it better on every objective.
+how many seeds would make it so. A found architecture DOMINATES a baseline when it is
+better on every objective, by an intersection-union test Holm-corrected across the pairs
+(:mod:`nas.results.rankstats`).
 
 Latency under load: each seed's latency is the median of the study's repeats (what the
 search records), but rows are compared on the 10th percentile of the repeats
@@ -44,11 +45,20 @@ from ..errors import UserError
 from ..run.dominance import RANK_JSON, pareto_ranks, to_minimization
 from ..study.sections import JUDGED_ON
 from .rank_log import RankLog, protocol_key
-from .rankstats import ALPHA, POWER, TEST_NAME, compare, describe, judge
+from .rankstats import (
+    ALPHA,
+    DOMINANCE_TEST,
+    POWER,
+    TEST_NAME,
+    compare,
+    describe,
+    judge,
+    judge_dominance,
+)
 from .records import RunResults, TrialRecord
 
-DOMINANCE_RULE = (f"A dominates B when A is significantly better on every objective "
-                  f"({TEST_NAME}, alpha {ALPHA})")
+DOMINANCE_RULE = (f"A dominates B when A is better on every objective: {DOMINANCE_TEST}, "
+                  f"alpha {ALPHA}")
 #: evaluations saved for the next `nas rank` (an error or an out-of-memory may be the
 #: machine's, not the architecture's: those are evaluated again)
 KEPT_STATUSES = ("ok", "infeasible", "diverged")
@@ -182,6 +192,7 @@ def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str =
     directions = [o.direction for o in study.objectives]
     _rank_rows(rows, metrics, directions)
     comparisons = compare_rows(rows, metrics, directions)
+    pairs = dominance(rows, comparisons, len(metrics))
     report = {
         "study": study.name, "run_dir": str(results.run.path), "seeds": list(range(seeds)),
         "top": top, "objectives": [{"metric": o.metric, "direction": o.direction}
@@ -197,6 +208,7 @@ def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str =
         "evaluations": {"total": total, "reused": reused, "log": str(log.path)},
         "rows": [r.to_dict() for r in rows],
         "comparisons": comparisons,
+        "dominance": {"test": DOMINANCE_TEST, "alpha": ALPHA, "pairs": pairs},
         "seeds_guidance": seeds_guidance(comparisons, seeds),
     }
     path = results.run.path / RANK_JSON
@@ -274,8 +286,7 @@ def per_seed(row: Row, metric: str) -> dict[int, float]:
 
 def compare_rows(rows: list[Row], metrics: list[str],
                  directions: list[str]) -> list[dict[str, Any]]:
-    """Every (found, baseline) pair on every objective, tested and Holm-corrected;
-    fills each found row's ``dominates``."""
+    """Every (found, baseline) pair on every objective, tested and Holm-corrected."""
     tests = []
     found = [r for r in rows if r.kind == "found" and r.seeds_ok]
     baselines = [r for r in rows if r.kind == "baseline" and r.seeds_ok]
@@ -289,12 +300,25 @@ def compare_rows(rows: list[Row], metrics: list[str],
                               "compared_on": JUDGED_ON.get(m, m), "direction": d,
                               **compare(a, z)})
     judge(tests)
-    for f in found:
-        f.dominates = [b.name for b in baselines
-                       if len(mine := [t for t in tests if t["found"] == f.name
-                                       and t["baseline"] == b.name]) == len(metrics)
-                       and all(t["verdict"] == "found better" for t in mine)]
     return tests
+
+
+def dominance(rows: list[Row], tests: list[dict[str, Any]],
+              n_objectives: int) -> list[dict[str, Any]]:
+    """Per (found, baseline) pair: does the found dominate, by the intersection-union test
+    over its judged ``tests``, Holm-corrected across the pairs; fills each found row's
+    ``dominates``."""
+    pairs: dict[tuple[str, str], dict[str, Any]] = {}
+    for t in tests:
+        key = (t["found"], t["baseline"])
+        pairs.setdefault(key, {"found": key[0], "baseline": key[1], "tests": []})
+        pairs[key]["tests"].append(t)
+    out = list(pairs.values())
+    judge_dominance(out, n_objectives)
+    for f in rows:
+        if f.kind == "found":
+            f.dominates = [p["baseline"] for p in out if p["found"] == f.name and p["dominates"]]
+    return [{k: v for k, v in p.items() if k != "tests"} for p in out]
 
 
 def seeds_guidance(tests: list[dict[str, Any]], seeds: int) -> dict[str, Any]:

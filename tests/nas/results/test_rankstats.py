@@ -8,8 +8,8 @@ import math
 import pytest
 from scipy import stats
 
-from nas.results.rank import Row, compare_rows, seeds_guidance
-from nas.results.rankstats import compare, describe, holm, judge, seeds_needed
+from nas.results.rank import Row, compare_rows, dominance, seeds_guidance
+from nas.results.rankstats import compare, describe, holm, judge, one_sided_p, seeds_needed
 
 FOUND = [0.912, 0.905, 0.921, 0.899, 0.915]
 BASE = [0.901, 0.903, 0.905, 0.896, 0.900]
@@ -100,3 +100,71 @@ def test_judge_names_the_better_side_by_direction():
                                                  {0: 2.0, 1: 2.2, 2: 2.1})}
     judge([faster])
     assert faster["significant"] and faster["verdict"] == "found better"
+
+
+def _row2(name, kind, accs, lats):
+    """A row with accuracy and latency per seed (latency compared on its p10)."""
+    runs = [{"seed": s, "status": "ok", "metrics": {"accuracy": a, "latency_p10_ms": t}}
+            for s, (a, t) in enumerate(zip(accs, lats, strict=True))]
+    return Row(name, kind, None, None, "ok", len(accs),
+               {"accuracy": describe(accs), "latency_p10_ms": describe(lats)}, runs=runs)
+
+
+OBJ, DIRS = ["accuracy", "latency_ms"], ["maximize", "minimize"]
+
+
+def test_one_sided_p_is_scipys_one_sided_paired_test():
+    acc = {"direction": "maximize", **compare(dict(enumerate(FOUND)), dict(enumerate(BASE)))}
+    lat = {"direction": "minimize", **compare(dict(enumerate(FOUND)), dict(enumerate(BASE)))}
+    assert one_sided_p(acc) == pytest.approx(
+        stats.ttest_rel(FOUND, BASE, alternative="greater").pvalue)
+    # minimising: "found better" is found < baseline, here the wrong side
+    assert one_sided_p(lat) == pytest.approx(
+        stats.ttest_rel(FOUND, BASE, alternative="less").pvalue)
+    assert one_sided_p(lat) > 0.95
+    exact = {"direction": "minimize", **compare({0: 1.0, 1: 1.0}, {0: 2.0, 1: 2.0})}
+    assert one_sided_p(exact) == 0.0
+    assert one_sided_p({**exact, "direction": "maximize"}) == 1.0
+
+
+def test_dominance_is_an_intersection_union_test_holm_corrected_across_pairs():
+    """The pair's p-value is the largest one-sided p of its objectives; the pairs are
+    Holm-corrected together. Three seeds, t 6.5 on accuracy and 13 on latency: the rule
+    that needed every two-sided test to survive Holm across pairs AND objectives could
+    not say it."""
+    found = _row2("trial 1", "found", [0.85, 0.87, 0.86], [5.0, 5.1, 4.95])
+    strong = _row2("weak", "baseline", [0.74, 0.72, 0.67], [7.6, 8.1, 8.35])
+    # more accurate by far but slower: never dominated, whatever the accuracy says
+    fast = _row2("fast", "baseline", [0.50, 0.52, 0.51], [2.0, 2.1, 2.05])
+    close = _row2("close", "baseline", [0.84, 0.88, 0.85], [5.2, 5.0, 5.1])
+    rows = [found, strong, fast, close]
+    tests = compare_rows(rows, OBJ, DIRS)
+    pairs = dominance(rows, tests, len(OBJ))
+    by = {p["baseline"]: p for p in pairs}
+    raw = {}
+    for name, b in (("weak", strong), ("fast", fast), ("close", close)):
+        fa, fl = ([r["metrics"][k] for r in found.runs] for k in ("accuracy", "latency_p10_ms"))
+        ba, bl = ([r["metrics"][k] for r in b.runs] for k in ("accuracy", "latency_p10_ms"))
+        raw[name] = max(stats.ttest_rel(fa, ba, alternative="greater").pvalue,
+                        stats.ttest_rel(fl, bl, alternative="less").pvalue)
+        assert by[name]["p"] == pytest.approx(raw[name])
+    assert by["fast"]["weakest"] == "latency_ms" and by["fast"]["p"] > 0.5
+    assert by["weak"]["weakest"] == "accuracy"
+    adjusted = holm([raw["weak"], raw["fast"], raw["close"]])
+    assert [by[n]["p_holm"] for n in ("weak", "fast", "close")] == pytest.approx(adjusted)
+    assert by["weak"]["dominates"] and found.dominates == ["weak"]
+    assert not by["fast"]["dominates"] and not by["close"]["dominates"]
+    # the per-objective verdicts (two-sided, Holm across 6 tests) do not all say "better"
+    weak_tests = [t for t in tests if t["baseline"] == "weak"]
+    assert not all(t["verdict"] == "found better" for t in weak_tests)
+
+
+def test_a_pair_missing_an_objective_is_not_judged():
+    found = _row2("trial 1", "found", [0.85, 0.87, 0.86], [5.0, 5.1, 4.95])
+    base = _row2("b", "baseline", [0.70, 0.72, 0.71], [8.0, 8.2, 8.1])
+    for run in base.runs:
+        del run["metrics"]["latency_p10_ms"]  # latency never measured
+    tests = compare_rows([found, base], OBJ, DIRS)
+    (pair,) = dominance([found, base], tests, len(OBJ))
+    assert pair["p"] is None and pair["p_holm"] is None and not pair["dominates"]
+    assert found.dominates == []

@@ -283,6 +283,15 @@ def test_rank_reevaluates_under_the_search_protocol(results, ranked):
     for r in found:  # significant on every objective implies a better Pareto rank
         for name in r["dominates"]:
             assert r["pareto_rank"] < baselines[name]["pareto_rank"]
+    # one dominance test per (found, measured baseline) pair; a row's "dominates" lists
+    # exactly the pairs whose Holm-adjusted intersection-union p-value is below alpha
+    pairs = ranked["dominance"]["pairs"]
+    assert len(pairs) == len(found) * len([b for b in baselines.values() if b["seeds_ok"]])
+    for r in found:
+        assert r["dominates"] == [p["baseline"] for p in pairs
+                                  if p["found"] == r["name"] and p["p_holm"] < 0.05]
+    objectives = [o["metric"] for o in ranked["objectives"]]
+    assert all(p["p_holm"] >= p["p"] and p["weakest"] in objectives for p in pairs)
     # One test per (found, measured baseline, objective), Holm-adjusted, paired by seed.
     small = [b for b in baselines.values() if b["seeds_ok"]]
     tests = ranked["comparisons"]
@@ -310,6 +319,7 @@ def test_rank_cli_text_says_what_dominates_means(results, ranked, capsys):
     assert "Holm" in text and "alpha 0.05" in text and "trial " in text
     assert "resnet18-cifar" in text and "latency compared on" in text
     assert "seeds:" in text and "found - baseline" in text
+    assert "does the found dominate the baseline" in text and "intersection-union" in text
 
 
 def test_rank_continues_from_the_saved_evaluations(results, ranked, tmp_path, capsys):
