@@ -13,9 +13,8 @@ accuracy after a reference schedule several times longer.
 Architectures: ``--samples`` specs drawn at random (seeded) from the study's space, kept
 only if they pass the study's ANALYTIC constraints (params, MACs, estimated memory: what a
 search would train), plus baselines (the study's ``baselines``, or ``--baselines``
-instead) adapted to the study's data with ``ModelSpec.with_data``. Each is trained with
-``nas.evaluate.train.train``
-(the code a trial runs) on the CPU, one thread per job:
+instead) adapted to the study's data with ``nas.study.study.adapt_spec``. Each is trained
+with ``nas.evaluate.train.train`` (the code a trial runs) on the CPU, one thread per job:
 
 - the proxy: the study's ``training`` section as is (variant ``study``), or changed by
   ``--variant NAME:key=value,...`` (any ``training`` key: epochs, lr, batch_size,
@@ -62,7 +61,7 @@ def candidates(study: Any, samples: int, seed: int,
     then the baselines adapted to the study's data."""
     from nas.evaluate.candidates import draw_specs, price
     from nas.evaluate.checks import analytic
-    from search_space import load_spec
+    from nas.study.study import adapt_spec
 
     chosen: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
@@ -78,8 +77,7 @@ def candidates(study: Any, samples: int, seed: int,
                        "macs": c.macs})
     for ref in baselines:
         try:
-            spec = load_spec(ref).with_data(channels=study.input_channels,
-                                            size=study.input_size, classes=study.classes)
+            spec = adapt_spec(ref, study)
         except Exception as err:  # noqa: BLE001 - a baseline that cannot run here is reported
             skipped.append({"name": ref, "reason": f"{type(err).__name__}: {err}"})
             continue

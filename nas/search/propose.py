@@ -151,31 +151,27 @@ def candidate(trial: optuna.trial.Trial, study: Study):
 def enqueue_baselines(ostudy: optuna.Study, study: Study,
                       refs: Sequence[str] | None = None) -> list[str]:
     """Enqueue the study's baselines (``refs``: these of them) as fixed specs (user_attrs
-    kind=baseline), adapted to the study's data (``ModelSpec.with_data``). A baseline that
-    cannot run at that input is still enqueued and told FAIL with the reason, so the user
-    sees it. One that is a point of the study's space is enqueued with its params too
-    (``in_space``), so its result is an observation the sampler learns from, as Optuna
-    warm-starts a study with known configurations (:mod:`search_space.inverse`)."""
-    from search_space import load_spec
+    kind=baseline), adapted to the study's data (:func:`nas.study.study.adapt_spec`). A
+    baseline that cannot run at that input is still enqueued and told FAIL with the
+    reason, so the user sees it. One that is a point of the study's space is enqueued with
+    its params too (``in_space``), so its result is an observation the sampler learns
+    from, as Optuna warm-starts a study with known configurations (:mod:`search_space.inverse`)."""
     from search_space.inverse import params_of
+
+    from ..study.study import adapt_spec
 
     names = []
     for ref in study.baselines if refs is None else refs:
         attrs: dict[str, Any] = {"kind": "baseline", "baseline": ref}
         params: dict[str, Any] = {}
         try:
-            spec = load_spec(ref).with_data(channels=study.input_channels,
-                                            size=tuple(study.input_size),
-                                            classes=study.classes)
+            spec = adapt_spec(ref, study)
             attrs["spec"] = spec.to_dict()
             params = params_of(study.space, spec) or {}
             if params:
                 attrs["in_space"] = True
         except Exception as err:  # noqa: BLE001 - recorded on the trial, not fatal
-            attrs["baseline_error"] = (f"baseline {ref} cannot run on the study's data "
-                                       f"({study.input_channels}x{study.input_size[0]}x"
-                                       f"{study.input_size[1]}, {study.classes} classes): "
-                                       f"{err}")
+            attrs["baseline_error"] = f"baseline {ref}: {err}"
         ostudy.enqueue_trial(params, user_attrs=attrs)
         names.append(ref)
     return names
