@@ -32,7 +32,7 @@ from .core import SearchCore
 from .local import run_in_process, training_trial
 from .preflight import budget_notes, check_new_total, check_seed, on_device
 from .progress import Progress
-from .propose import enqueue_baselines, make_sampler
+from .propose import enqueue_baselines, first_evaluated, make_sampler
 
 
 def run_search(study: Study | str | Path | dict | None = None, run_dir: str | Path | None = None,
@@ -195,12 +195,12 @@ def open_run_study(run: RunDir, study: Study, sampler_seed: int, with_baselines:
             ostudy.set_metric_names([o.metric for o in study.objectives])
     # The study's start points first (every search), then, with --with-baselines, the
     # other baselines; each group once per run, whichever session asks first.
-    start = study.sampler.start_from
-    if start and not meta.get("start_points_enqueued"):
+    start, others = first_evaluated(study, with_baselines, meta)
+    if start:
         enqueue_baselines(ostudy, study, start)
         run.update_meta(start_points_enqueued=True)
     if with_baselines and not meta.get("baselines_enqueued"):
-        enqueue_baselines(ostudy, study, [b for b in study.baselines if b not in start])
+        enqueue_baselines(ostudy, study, others)
         run.update_meta(baselines_enqueued=True)
     return ostudy
 

@@ -4,24 +4,28 @@ The plan says: the dataset (present or not, and how to get it: the plan never ne
 it), the size of the space, the objectives, constraints and budget, the resources per
 trial, and the EXPECTED NUMBER OF TRIALS the budget pays for. That last figure is
 
-    expected trials = budget / expected cost of one trial
+    expected trials = first evaluated + (budget - their cost) / expected cost of one trial
 
-with the cost of a trial priced from the cost model and one measured step:
+with the cost of a trial priced from the cost model and measured steps:
 
 1. draw ``samples`` candidates from the space and price them analytically
    (:mod:`nas.evaluate.candidates`); the share that breaks an analytic constraint is never
    trained (it costs only its checks);
-2. measure one training step of the typical candidate (median MACs among the
-   analytically feasible ones) on THIS device at the study's precision: on a GPU at
-   the training batch size (halved until it fits), on a CPU at a small batch grown
-   while a step stays cheap, then scaled linearly to the training batch; and its
-   latency at ``measure.batch_size``;
+2. measure one training step of EVERY analytically feasible candidate drawn on THIS
+   device at the study's precision: on a GPU at the training batch size (halved until it
+   fits), on a CPU at a small batch grown while a step stays cheap, then scaled linearly
+   to the training batch; and its latency at ``measure.batch_size`` (or predict both
+   from a device profile). The plan shows the typical candidate (median MACs);
 3. a trained trial = checks (latency protocol + two training steps for the memory
    measurement) + epochs x (steps per epoch x step time + validation forward passes at
-   a third of a training step per image); the step time is scaled from the measured
-   candidate to the mean MACs of the feasible ones (the cost model's ratio); under
+   a third of a training step per image), at the MEAN step and latency of the measured
+   candidates (a trial's time is linear in both, so this is their mean trial); under
    ASHA the epochs are the EXPECTED epochs per trial, :func:`asha_expected_epochs`;
-4. device budgets charge wall time x devices held (a GPU fraction, or one device for a
+4. what the search evaluates before its sampler proposes (the study's start points and,
+   with ``--with-baselines``, its other baselines; not those a resumed run has already
+   evaluated) is priced the same way, each trained in full (ASHA never stops them), and
+   taken off the budget first;
+5. device budgets charge wall time x devices held (a GPU fraction, or one device for a
    CPU trial, as the ledger does); wall-clock budgets divide by the trials that run at
    once; trials budgets are the number itself.
 
@@ -47,13 +51,18 @@ from .plan_cost import (
     device_info,
     expected_trials,
     measure_step,
+    start_cost,
     trial_seconds,
 )
 from .plan_data import data_status
 from .plan_text import fmt_big, format_plan
+from .propose import first_evaluated
 
-#: candidates drawn to price the space.
-SAMPLES = 8
+#: candidates drawn to price the space. A trial's cost is heavy-tailed (digit-scenes: 10 s
+#: to 5 min): its mean needs more than a handful. On digit-scenes' 20 device-minutes, 8
+#: drawn gave 29 expected trials, 16 gave 26, 24 gave 24; its searches ran 15-22 (median
+#: 20, five seeds) beside other work on the second core.
+SAMPLES = 16
 
 
 def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = None,
@@ -61,11 +70,14 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
               address: str | None = None, storage: str | None = None,
               samples: int = SAMPLES, seed: int = 0, device: str = "auto",
               spent: float = 0.0, measure: bool = True,
-              device_profile: str | None = None) -> dict[str, Any]:
+              device_profile: str | None = None, with_baselines: bool = False,
+              run_meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """The dry-run plan as plain values (``--json`` prints it as is). ``budget``: text
     that overrides the study's (``--budget``); ``spent``: budget already spent, in base
     units (a resumed run). ``device_profile`` (else the study's
-    ``resources.device_profile``): price the trial from it (:mod:`nas.search.plan_profile`)."""
+    ``resources.device_profile``): price the trial from it (:mod:`nas.search.plan_profile`).
+    ``with_baselines``, ``run_meta`` (a resumed run's run.json): what the search evaluates
+    before its sampler proposes (:func:`nas.search.propose.first_evaluated`), priced too."""
     from ..evaluate.cluster import decide_auto, trial_resources, trials_per_gpu
     from ..evaluate.device_profile import load_profile
     from ..evaluate.train import resolve_device
@@ -116,13 +128,26 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
     if profile is not None:
         profile_info, notes = pp.profile_info(profile, study)
         warnings += notes
-        measured = pp.price_with_profile(typical.spec, study, profile)
-        warnings += [w for w in [pp.extrapolation_warning(measured)] if w]
-    elif measure and pp.trains_on_gpu(study) and dev.type != "cuda":
-        measured = None
+
+        def price_one(spec: Any) -> dict[str, Any]:
+            return pp.price_with_profile(spec, study, profile)
+    elif not measure:
+        price_one = None
+    elif pp.trains_on_gpu(study) and dev.type != "cuda":
+        price_one = None
         warnings.append(pp.no_profile_warning(study))
     else:
-        measured = measure_step(typical.spec, study, dev) if measure else None
+        def price_one(spec: Any) -> dict[str, Any]:
+            return measure_step(spec, study, dev)
+    # Every analytically feasible candidate drawn is priced, not one scaled by MACs: on
+    # digit-scenes two candidates of 20-23M MACs measured 0.36 and 2.3 s a step (attention
+    # is memory-bound). The typical one is shown.
+    priced = [price_one(c.spec) for c in feasible or [typical]] if price_one else []
+    measured = (next((m for m, c in zip(priced, feasible or [typical], strict=True)
+                      if c is typical), priced[0]) if priced else None)
+    if measured is not None and profile is not None:
+        warnings += [w for w in [pp.extrapolation_warning(measured)] if w]
+    first = _price_first(first_evaluated(study, with_baselines, run_meta), study, price_one)
 
     res = trial_resources(study)
     resources = res.to_dict()
@@ -151,11 +176,12 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
     trial = None
     n_trials = None
     if measured is not None and data["train"] is not None:
-        scale = (sum(c.macs for c in feasible) / len(feasible) / typical.macs
-                 if feasible and typical.macs else 1.0)
-        step_s = measured["step_s_at_train_batch"] * scale
+        # a trial's seconds are linear in the step and the latency: the mean trial of the
+        # priced candidates is the trial at their mean step and mean latency
+        step_s = sum(m["step_s_at_train_batch"] for m in priced) / len(priced)
+        latency_s = sum(m["latency_ms"] for m in priced) / len(priced) / 1e3
         parts = trial_seconds(n_train=data["train"], n_val=data["val"] or 0, study=study,
-                              step_s=step_s, latency_s=measured["latency_ms"] / 1e3)
+                              step_s=step_s, latency_s=latency_s)
         f = study.fidelity
         epochs = (asha_expected_epochs(study.training.epochs, f.grace_epochs,
                                        f.reduction_factor)
@@ -164,16 +190,26 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
         trained_s = parts["checks_s"] + epochs * parts["epoch_s"]
         share = len(feasible) / len(drawn) if drawn else 1.0
         expected_s = share * trained_s + (1.0 - share) * price_s
-        trial = {**parts, "step_s": step_s, "macs_scale": scale,
+        trial = {**parts, "step_s": step_s, "steps_priced": len(priced),
+                 "step_s_spread": spread([m["step_s_at_train_batch"] for m in priced]),
                  "expected_epochs": epochs, "trained_s": trained_s,
                  "feasible_share": share, "expected_s": expected_s,
                  "expected_device_s": expected_s * devices}
+        for f in first:  # evaluated in full (never stopped), before any proposal
+            f["trained_s"] = (trial_seconds(n_train=data["train"], n_val=data["val"] or 0,
+                                            study=study, step_s=f["step_s"],
+                                            latency_s=f["latency_ms"] / 1e3)["full_s"]
+                              if "step_s" in f else 0.0)
         if bud is not None:
+            first_cost = start_cost(bud, [f["trained_s"] for f in first], devices=devices,
+                                    parallel=parallel)
             n = expected_trials(bud, trial_s=expected_s, devices=devices, parallel=parallel,
-                                spent=spent)
-            n_trials = math.floor(n) if math.isfinite(n) else None
-            trial["expected_wall_s_total"] = (n * expected_s / max(1, parallel)
-                                              if math.isfinite(n) and n >= 1 else None)
+                                spent=spent + first_cost)
+            trial["first_evaluated_s"] = sum(f["trained_s"] for f in first)
+            trial["proposed_trials"] = math.floor(n) if math.isfinite(n) else None
+            n_trials = (math.floor(n) + len(first)) if math.isfinite(n) else None
+            wall = (n * expected_s + trial["first_evaluated_s"]) / max(1, parallel)
+            trial["expected_wall_s_total"] = wall if math.isfinite(n) else None
             if n < 1:
                 warnings.append("the budget does not pay for one trial at its expected cost")
             elif n > space.size():
@@ -198,6 +234,7 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
         "constraints": dict(study.constraints),
         "baselines": list(study.baselines),
         "start_from": list(study.sampler.start_from),
+        "first_evaluated": first,
         "budget": None if bud is None else {**bud.to_dict(spent)},
         "fidelity": {"scheduler": study.fidelity.scheduler,
                      "grace_epochs": study.fidelity.grace_epochs,
@@ -213,6 +250,29 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
         "warnings": warnings,
         "plan_s": time.perf_counter() - started,
     }
+
+
+def _price_first(groups: tuple[list[str], list[str]], study: Study,
+                 price_one: Any) -> list[dict[str, Any]]:
+    """The start points and baselines a search evaluates first, each priced (a baseline
+    that cannot run on the study's data costs nothing: it is told failed at once)."""
+    from ..study.study import adapt_spec
+
+    out = []
+    for group, refs in zip(("start point", "baseline"), groups, strict=True):
+        for ref in refs:
+            entry: dict[str, Any] = {"ref": ref, "as": group}
+            try:
+                spec = adapt_spec(ref, study)
+            except UserError as err:
+                entry["problem"] = str(err)
+                out.append(entry)
+                continue
+            if price_one is not None:
+                m = price_one(spec)
+                entry.update(step_s=m["step_s_at_train_batch"], latency_ms=m["latency_ms"])
+            out.append(entry)
+    return out
 
 
 def _parallel(study: Study, concurrency: int, address: str | None,
@@ -241,6 +301,7 @@ def dry_run(args: Any) -> int:
     spent = 0.0
     study: Any = args.study
     storage = args.storage
+    meta = None
     if args.resume is not None:
         if args.study is not None:
             raise UserError("--resume: give either a study or --resume RUN_DIR, not both")
@@ -248,12 +309,14 @@ def dry_run(args: Any) -> int:
         from ..run.summary import run_spent, run_study
 
         run = RunDir.open(args.resume)
+        meta = run.meta()
         study = run_study(run)
         if args.budget is not None:
             study = study.with_budget(args.budget)
         storage = args.storage or run.storage_url()
         spent = run_spent(run, study.budget) if study.budget is not None else 0.0
     plan = make_plan(study, budget=None if args.resume else args.budget,
+                     with_baselines=args.with_baselines, run_meta=meta,
                      concurrency=args.concurrency,
                      data_dir=args.data_dir, address=args.address, storage=storage,
                      seed=args.seed or 0, spent=spent, device=args.device,

@@ -67,6 +67,17 @@ def expected_trials(budget: Budget, *, trial_s: float, devices: float, parallel:
     return left * parallel / trial_s  # wall clock: trials overlap
 
 
+def start_cost(budget: Budget, trained_s: list[float], *, devices: float,
+               parallel: int) -> float:
+    """What the trials a search evaluates before proposing (start points, baselines;
+    ``trained_s``: each one's wall seconds) take of ``budget``, in its base units."""
+    if budget.kind == "trials":
+        return float(len(trained_s))
+    if budget.kind == "device":
+        return sum(trained_s) * devices
+    return sum(trained_s) / max(1, parallel)
+
+
 # ---------------------------------------------------------------------- measuring
 def measure_step(spec: Any, study: Study, device: Any) -> dict[str, Any]:
     """One training step of ``spec`` on ``device`` (see the module docstring), and its

@@ -66,7 +66,11 @@ def format_plan(plan: dict[str, Any]) -> str:
                      f"{m['batch']}, {m['latency_ms']:.3g} ms latency")
     t = plan["trial"]
     if t is not None:
-        lines.append(f"trial     {t['steps_per_epoch']} steps/epoch, "
+        sp = t["step_s_spread"]
+        lines.append(f"trial     {t['steps_priced']} candidate(s) priced: "
+                     f"{sp['min']:.3g}-{sp['max']:.3g} s per step at the training batch, "
+                     f"mean {t['step_s']:.3g} s")
+        lines.append(f"          mean trial: {t['steps_per_epoch']} steps/epoch, "
                      f"{t['epoch_s']:.3g} s/epoch, checks {t['checks_s']:.2g} s; "
                      f"full {fmt_duration(t['full_s'])}, expected {fmt_duration(t['expected_s'])} "
                      f"({t['expected_epochs']:.3g} epochs, "
@@ -77,10 +81,18 @@ def format_plan(plan: dict[str, Any]) -> str:
     lines.append(f"resources {pt['cpu']:g} CPU + {gpu} GPU per trial "
                  f"({pt['source']}), concurrency {r['concurrency']}, {r['parallel']} at "
                  f"once on {r['address']}; storage {r['storage']}")
+    first = plan.get("first_evaluated", [])
+    for f in first:
+        cost = (f"cannot run here: told failed at once ({f['problem']})" if "problem" in f
+                else f"full training ~{fmt_duration(f['trained_s'])}" if "trained_s" in f
+                else "not priced")
+        lines.append(f"first     {f['ref'].removeprefix('zoo:')} ({f['as']}): {cost}")
     n = plan["expected_trials"]
     if n is not None:
         wall = t.get("expected_wall_s_total") if t else None
-        lines.append(f"expect    ~{n} trials within the budget"
+        split = (f": the {len(first)} evaluated first (~{fmt_duration(t['first_evaluated_s'])})"
+                 f", then ~{t['proposed_trials']} proposed" if first and t else "")
+        lines.append(f"expect    ~{n} trials within the budget{split}"
                      + (f" (~{fmt_duration(wall)} of wall time)" if wall else "")
                      + "  [estimate]")
     for note in plan.get("notes", []):

@@ -148,6 +148,19 @@ def candidate(trial: optuna.trial.Trial, study: Study):
         return None, kind, f"cannot build the candidate: {type(err).__name__}: {err}"
 
 
+def first_evaluated(study: Study, with_baselines: bool,
+                    meta: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
+    """What a run enqueues before its sampler proposes: (the study's start points, the
+    other baselines with ``with_baselines``), each group only if the run (``meta``: its
+    run.json) has not enqueued it already."""
+    meta = meta or {}
+    start = list(study.sampler.start_from)
+    first = [] if meta.get("start_points_enqueued") else start
+    others = ([b for b in study.baselines if b not in start]
+              if with_baselines and not meta.get("baselines_enqueued") else [])
+    return first, others
+
+
 def enqueue_baselines(ostudy: optuna.Study, study: Study,
                       refs: Sequence[str] | None = None) -> list[str]:
     """Enqueue the study's baselines (``refs``: these of them) as fixed specs (user_attrs

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from nas.errors import UserError
-from nas.evaluate.candidates import sample_specs
+from nas.evaluate.candidates import sample_candidates, sample_specs
 from nas.evaluate.device_profile import (
     block_key,
     curve_seconds,
@@ -22,7 +22,7 @@ from nas.evaluate.device_profile import (
     predict_step_s,
     save_profile,
 )
-from nas.search.plan import make_plan
+from nas.search.plan import SAMPLES, make_plan
 from nas.study import load_study
 from search_space.zoo import load_zoo
 
@@ -150,11 +150,16 @@ def test_dry_run_prices_a_gpu_study_from_a_profile(measured, tmp_path):
     m = plan["measurement"]
     assert m["source"] == "device profile" and plan["profile"]["path"] == str(measured)
     study = load_study("cifar10-eaanet")
-    spec = next(s for s in sample_specs(study, 8) if s.name == m["spec"])
+    spec = next(s for s in sample_specs(study, SAMPLES) if s.name == m["spec"])
     assert m["step_s"] == pytest.approx(
         predict_step_s(spec, load_profile(measured), study.training.batch_size)["step_s"])
     t = plan["trial"]
-    assert t["step_s"] == pytest.approx(m["step_s_at_train_batch"] * t["macs_scale"])
+    # the mean trial is priced at the mean predicted step of every feasible candidate
+    feasible = [c.spec for c in sample_candidates(study, n=SAMPLES, seed=0) if c.feasible]
+    steps = [predict_step_s(s, load_profile(measured), study.training.batch_size)["step_s"]
+             for s in feasible]
+    assert t["steps_priced"] == len(feasible) > 1
+    assert t["step_s"] == pytest.approx(sum(steps) / len(steps))
     assert plan["expected_trials"] == int(100000 * 3600 / t["expected_device_s"])
     assert any("profile is of a CPU" in w for w in plan["warnings"])
     text = nas("search", "cifar10-eaanet", "--dry-run", "--device-profile", str(measured))

@@ -5,6 +5,7 @@ as a user types it; bad entries are one error line."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import optuna
@@ -108,3 +109,44 @@ def test_the_plan_says_which_baselines_every_search_starts_from(tmp_path, capsys
     rest = [x for x in lines if x.startswith("baselines ")]
     assert len(start) == 1 and str((tmp_path / "small.yaml").resolve()) in start[0]
     assert len(rest) == 1 and "resnet18-cifar" in rest[0] and "small.yaml" not in rest[0]
+
+
+def _plan(capsys, *args) -> dict:
+    assert main(["search", *args, "--dry-run", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_the_plan_prices_what_the_search_evaluates_first(tmp_path, capsys):
+    """Start points (and with --with-baselines the other baselines) are trained in full
+    before the sampler proposes: the plan prices each and takes them off the budget."""
+    study = write_study(tmp_path, ["small.yaml"])
+    small = str((tmp_path / "small.yaml").resolve())
+    for flags, expected in (([], [(small, "start point")]),
+                            (["--with-baselines"], [(small, "start point"),
+                                                    ("zoo:resnet18-cifar", "baseline")])):
+        plan = _plan(capsys, str(study), "--budget", "2gpumin", *flags)
+        first, t = plan["first_evaluated"], plan["trial"]
+        assert [(f["ref"], f["as"]) for f in first] == expected
+        assert all(f["trained_s"] > 0 and f["step_s"] > 0 for f in first)
+        devices = plan["resources"]["per_trial"]["devices_charged"]
+        left = 120 - sum(f["trained_s"] for f in first) * devices
+        assert t["proposed_trials"] == math.floor(left / t["expected_device_s"])
+        assert plan["expected_trials"] == len(first) + t["proposed_trials"]
+    assert main(["search", str(study), "--budget", "2gpumin", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert f"first     {small} (start point): full training ~" in text
+    assert "trials within the budget: the 1 evaluated first (~" in text
+
+
+def test_a_resumed_plan_does_not_price_what_the_run_evaluated(tmp_path, capsys):
+    study = write_study(tmp_path, ["small.yaml"])
+    run = tmp_path / "run"
+    assert main(["search", str(study), "--budget", "1trials", "-o", str(run),
+                 "--executor", "local", "-q"]) == 0
+    capsys.readouterr()
+    assert _plan(capsys, "--resume", str(run), "--budget", "3trials")["first_evaluated"] == []
+    plan = _plan(capsys, "--resume", str(run), "--budget", "3trials", "--with-baselines")
+    assert [f["ref"] for f in plan["first_evaluated"]] == ["zoo:resnet18-cifar"]
+    # a trials budget: the baseline is one of the trials the budget counts
+    assert plan["trial"]["proposed_trials"] == 3 - 1 - 1
+    assert plan["expected_trials"] == 2
