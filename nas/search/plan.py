@@ -195,17 +195,18 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
                  "expected_epochs": epochs, "trained_s": trained_s,
                  "feasible_share": share, "expected_s": expected_s,
                  "expected_device_s": expected_s * devices}
-        for f in first:  # evaluated in full (never stopped), before any proposal
-            f["trained_s"] = (trial_seconds(n_train=data["train"], n_val=data["val"] or 0,
-                                            study=study, step_s=f["step_s"],
-                                            latency_s=f["latency_ms"] / 1e3)["full_s"]
-                              if "step_s" in f else 0.0)
+        for entry in first:  # evaluated in full (never stopped), before any proposal
+            entry["trained_s"] = (
+                trial_seconds(n_train=data["train"], n_val=data["val"] or 0, study=study,
+                              step_s=entry["step_s"],
+                              latency_s=entry["latency_ms"] / 1e3)["full_s"]
+                if "step_s" in entry else 0.0)
         if bud is not None:
-            first_cost = start_cost(bud, [f["trained_s"] for f in first], devices=devices,
+            first_cost = start_cost(bud, [e["trained_s"] for e in first], devices=devices,
                                     parallel=parallel)
             n = expected_trials(bud, trial_s=expected_s, devices=devices, parallel=parallel,
                                 spent=spent + first_cost)
-            trial["first_evaluated_s"] = sum(f["trained_s"] for f in first)
+            trial["first_evaluated_s"] = sum(e["trained_s"] for e in first)
             trial["proposed_trials"] = math.floor(n) if math.isfinite(n) else None
             n_trials = (math.floor(n) + len(first)) if math.isfinite(n) else None
             wall = (n * expected_s + trial["first_evaluated_s"]) / max(1, parallel)
@@ -265,12 +266,17 @@ def _price_first(groups: tuple[list[str], list[str]], study: Study,
             try:
                 spec = adapt_spec(ref, study)
             except UserError as err:
-                entry["problem"] = str(err)
+                entry["problem"] = f"{err} (the search tells it failed at once)"
                 out.append(entry)
                 continue
             if price_one is not None:
-                m = price_one(spec)
-                entry.update(step_s=m["step_s_at_train_batch"], latency_ms=m["latency_ms"])
+                try:
+                    m = price_one(spec)
+                except Exception as err:  # noqa: BLE001 - the search reports it on the trial
+                    entry["problem"] = f"cannot be measured here: {err}"
+                else:
+                    entry.update(step_s=m["step_s_at_train_batch"],
+                                 latency_ms=m["latency_ms"])
             out.append(entry)
     return out
 

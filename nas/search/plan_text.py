@@ -83,7 +83,7 @@ def format_plan(plan: dict[str, Any]) -> str:
                  f"once on {r['address']}; storage {r['storage']}")
     first = plan.get("first_evaluated", [])
     for f in first:
-        cost = (f"cannot run here: told failed at once ({f['problem']})" if "problem" in f
+        cost = (f"not priced: {f['problem']}" if "problem" in f
                 else f"full training ~{fmt_duration(f['trained_s'])}" if "trained_s" in f
                 else "not priced")
         lines.append(f"first     {f['ref'].removeprefix('zoo:')} ({f['as']}): {cost}")
