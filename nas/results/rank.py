@@ -8,7 +8,8 @@ and every baseline of the study (its input and classes adapted to the study's da
 :func:`nas.evaluate.trial.evaluate_candidate` for seeds 0..N-1: the same checks, the same proxy
 training, the same latency protocol as the search. It runs IN-PROCESS, one evaluation
 after another (no Ray): the results are small, a ranking is short, and one process on
-one device measures every latency alike; the dataset is loaded once.
+one device measures every latency alike; the dataset is loaded once. The order is
+seed-major: every architecture's seed 0, then every seed 1, ...
 
 Per architecture: mean, standard deviation and standard error of each objective over the
 seeds whose evaluation finished ("ok"), and its Pareto rank among all rows (1 =
@@ -153,20 +154,22 @@ def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str =
     # the latency measurement's spread is kept whatever the objectives are
     kept = sorted({*metrics, "latency_ms", "latency_p10_ms", "latency_p90_ms",
                    "train_loss", "val_loss"})
-    rows: list[Row] = []
     protocol: dict[str, Any] = {}
     load_start = list(os.getloadavg())
     log = open_rank_log(results.run.path, study, device)
-    total, done = sum(seeds for c in cands if c.spec is not None), 0
+    runnable = [c for c in cands if c.spec is not None]
+    total, done = seeds * len(runnable), 0
     reused = 0
-    for c in cands:
-        if c.spec is None:
-            rows.append(Row(c.name, c.kind, c.trial, c.hash, "invalid", 0, {},
-                            message=c.problem))
-            continue
-        runs = []
-        comparison, spec_hash = c.kind == "baseline", c.spec.hash()
-        for seed in range(seeds):
+    runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in runnable}
+    # Seed-major: every architecture's seed 0, then every seed 1, ... The machine's speed
+    # drifts (on a 2-core VM the ResNet of digit-scenes measured 1.1 to 1.8 ms within an
+    # hour): measured architecture after architecture, the drift between two of them is
+    # the same in every seed, a bias the paired differences cannot show; measured seed
+    # after seed, it varies between the seeds and shows in their spread. An interrupted
+    # ranking also has every architecture's first seeds.
+    for seed in range(seeds):
+        for c in runnable:
+            comparison, spec_hash = c.kind == "baseline", c.spec.hash()
             t0 = time.perf_counter()
             saved = log.get(spec_hash, seed, comparison)
             if saved is None:
@@ -178,7 +181,7 @@ def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str =
                 run, provenance, latency = saved["run"], saved["provenance"], saved["latency"]
                 reused += 1
             done += 1
-            runs.append(run)
+            runs[c.name].append(run)
             protocol = protocol or {**provenance, "epochs": study.training.epochs,
                                     "latency": latency}
             acc = run["metrics"].get(study.primary.metric)
@@ -188,7 +191,9 @@ def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str =
                   + (f" {study.primary.metric} {acc:.4g}" if acc is not None else "")
                   + (" (latency too noisy to rank by)" if run["latency_noisy"] else "")
                   + f" ({took})", file=stream, flush=True)
-        rows.append(_summarise(c, runs, kept))
+    rows = [_summarise(c, runs[c.name], kept) if c.spec is not None
+            else Row(c.name, c.kind, c.trial, c.hash, "invalid", 0, {}, message=c.problem)
+            for c in cands]
     directions = [o.direction for o in study.objectives]
     _rank_rows(rows, metrics, directions)
     comparisons = compare_rows(rows, metrics, directions)

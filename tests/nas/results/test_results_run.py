@@ -336,6 +336,12 @@ def test_rank_continues_from_the_saved_evaluations(results, ranked, tmp_path, ca
     assert again["evaluations"] == {"total": 3 * len(runnable), "reused": 2 * len(runnable),
                                     "log": str(run / "rank_evals.jsonl")}
     assert err.count("saved in rank_evals.jsonl") == 2 * len(runnable)
+    # seed-major: every architecture's seed 0, then every seed 1, then every seed 2
+    progress = [line for line in err.splitlines() if line.startswith("[")]
+    seeds = [int(line.split(" seed ")[1].split(":")[0]) for line in progress]
+    assert seeds == sorted(seeds) and len(progress) == 3 * len(runnable)
+    logged = [json.loads(x)["seed"] for x in (run / "rank_evals.jsonl").read_text().splitlines()]
+    assert logged == sorted(logged)
     before = {r["name"]: r for r in ranked["rows"]}
     for r in runnable:
         assert [x["seed"] for x in r["runs"]] == [0, 1, 2]
