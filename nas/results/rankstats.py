@@ -30,7 +30,8 @@ and degrees of freedom as above). An intersection-union test needs no correction
 its objectives; the pairs' p-values are Holm-corrected across all pairs of the ranking.
 Requiring every per-objective two-sided test to survive Holm across pairs AND objectives
 (the rule before) controls the same error but needs a far larger t: with 3 seeds and 12
-pairs of 2 objectives, 15.4 per objective instead of 10.9.
+pairs of 2 objectives, the first claim (Holm's first step) needs t > 10.9 on every
+objective (one-sided, 12 hypotheses) instead of t > 21.9 (two-sided, 24).
 
 Seeds guidance (:func:`seeds_needed`): for a difference that is not significant, the
 number of seeds that would make the SAME test reject at ``alpha`` with 80% power if the
