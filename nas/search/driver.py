@@ -199,7 +199,7 @@ def open_run_study(run: RunDir, study: Study, sampler_seed: int, with_baselines:
     if start:
         enqueue_baselines(ostudy, study, start)
         run.update_meta(start_points_enqueued=True)
-    if with_baselines and not meta.get("baselines_enqueued"):
+    if others:
         enqueue_baselines(ostudy, study, others)
         run.update_meta(baselines_enqueued=True)
     return ostudy

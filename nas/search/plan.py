@@ -142,9 +142,9 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
     # Every analytically feasible candidate drawn is priced, not one scaled by MACs: on
     # digit-scenes two candidates of 20-23M MACs measured 0.36 and 2.3 s a step (attention
     # is memory-bound). The typical one is shown.
-    priced = [price_one(c.spec) for c in feasible or [typical]] if price_one else []
-    measured = (next((m for m, c in zip(priced, feasible or [typical], strict=True)
-                      if c is typical), priced[0]) if priced else None)
+    to_price = feasible or [typical]  # typical is one of them
+    priced = [price_one(c.spec) for c in to_price] if price_one else []
+    measured = priced[to_price.index(typical)] if priced else None
     if measured is not None and profile is not None:
         warnings += [w for w in [pp.extrapolation_warning(measured)] if w]
     first = _price_first(first_evaluated(study, with_baselines, run_meta), study, price_one)
