@@ -26,8 +26,10 @@ with ``nas.evaluate.train.train`` (the code a trial runs) on the CPU, one thread
 Accuracy is the validation top-1 after the last epoch (what a trial reports). Cost is
 training wall time; the proxy's share of the reference's cost is reported next to each
 correlation. Runs are cached (runs/bench-cache/, or ``--cache FILE``; keyed by spec hash,
-schedule and seed), so trying proxy variants costs only the proxies, and a run stopped
-part-way resumes where it stopped. Writes
+schedule and seed; each saved as it finishes), so trying proxy variants costs only the
+proxies, and a run stopped part-way resumes where it stopped. ``--time-limit MINUTES``
+starts only the runs predicted (from their proxy's time) to end within it and exits with
+status 3 while runs are left, for a reference too long for one sitting. Writes
 benchmarks/results/proxy_fidelity_<study>.{json,png}.
 """
 
@@ -36,7 +38,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import math
 import os
@@ -50,6 +51,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _training_runs import cache_key, run_jobs  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 CACHE = ROOT / "runs" / "bench-cache"
 
@@ -86,84 +90,6 @@ def candidates(study: Any, samples: int, seed: int,
                        "hash": spec.hash(), "params": numbers["params"],
                        "macs": numbers["macs"]})
     return chosen, skipped
-
-
-# --------------------------------------------------------------------------- training
-def train_once(job: dict[str, Any]) -> dict[str, Any]:
-    """One training run (in a worker process): history of accuracy per epoch, time."""
-    import torch
-
-    from nas.evaluate.data import cached_data
-    from nas.evaluate.train import seed_everything, train
-    from nas.study import TrainingConfig, load_study
-    from search_space import ModelSpec
-
-    torch.set_num_threads(job["threads"])
-    study = load_study(job["study"])
-    cfg = TrainingConfig(**{**dataclasses.asdict(study.training), **job["training"]})
-    data = cached_data(study.data)
-    seed_everything(job["seed"])
-    model = ModelSpec.from_dict(job["spec"]).build()
-    cpu0 = time.process_time()
-    try:
-        result = train(model, data, cfg, device="cpu", seed=job["seed"])
-    except Exception as err:  # noqa: BLE001 - a diverged run is a data point
-        return {**_key_of(job), "error": f"{type(err).__name__}: {err}"}
-    return {**_key_of(job), "accuracy": [h["accuracy"] for h in result.history],
-            "train_s": result.train_s, "cpu_s": time.process_time() - cpu0,
-            "epochs": cfg.epochs}
-
-
-def _key_of(job: dict[str, Any]) -> dict[str, Any]:
-    return {"hash": job["hash"], "training": job["training"], "seed": job["seed"]}
-
-
-def cache_key(h: str, training: dict[str, Any], seed: int) -> str:
-    text = json.dumps({"hash": h, "training": training, "seed": seed}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def run_jobs(jobs: list[dict[str, Any]], workers: int, cache: dict[str, Any] | None,
-             cache_path: Path | None) -> list[dict[str, Any]]:
-    """Results of ``jobs`` in order; cached ones are not rerun, new ones are cached."""
-    # The cheap proxies first, then each architecture's reference runs together: a run
-    # stopped part-way (the cache resumes it) has complete data points for the
-    # architectures it reached, not the reference of every architecture and no proxy.
-    todo = sorted((j for j in jobs if cache is None or j["key"] not in cache),
-                  key=lambda j: (j["label"].startswith("reference/"), j["arch"]))
-    done: dict[str, Any] = {} if cache is None else cache
-    if todo:
-        print(f"training {len(todo)} run(s) on {workers} worker(s)...", flush=True)
-        if workers > 1:
-            import multiprocessing as mp
-
-            with mp.get_context("spawn").Pool(workers) as pool:
-                for job, res in zip(todo, pool.imap(train_once, todo), strict=True):
-                    done[job["key"]] = res
-                    _progress(job, res)
-                    _save_cache(cache, cache_path)
-        else:
-            for job in todo:
-                done[job["key"]] = train_once(job)
-                _progress(job, done[job["key"]])
-                _save_cache(cache, cache_path)
-    return [done[j["key"]] for j in jobs]
-
-
-def _progress(job: dict[str, Any], res: dict[str, Any]) -> None:
-    acc = res.get("accuracy")
-    text = f"{acc[-1]:.4f}" if acc else res.get("error")
-    print(f"  {job['name']:28s} {job['label']:10s} acc {text}  "
-          f"{res.get('train_s', 0):6.1f} s", flush=True)
-
-
-def _save_cache(cache: dict[str, Any] | None, path: Path | None) -> None:
-    if cache is None or path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cache))
-    tmp.replace(path)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -390,7 +316,12 @@ def main(argv: list[str] | None = None) -> None:
                          "proxy_fidelity_<study>.json); one kept in the repository lets a "
                          "run longer than one sitting resume anywhere")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                    help="start only the runs predicted to end within this many minutes, "
+                         "then stop (finished runs stay in the cache; rerun to go on)")
     args = ap.parse_args(argv)
+    if args.time_limit is not None and args.time_limit <= 0:
+        ap.error(f"--time-limit must be a positive number of minutes, not {args.time_limit:g}")
 
     import torch
 
@@ -415,18 +346,33 @@ def main(argv: list[str] | None = None) -> None:
     ref_seeds = [args.seed + i for i in range(args.reference_seeds)]
     proxy_seeds = [args.seed + i for i in range(args.proxy_seeds)]
 
+    first_proxy = variants[0][1] if variants else None
+
     def job(i: int, a: dict[str, Any], training: dict[str, Any], label: str,
             seed: int) -> dict[str, Any]:
+        full = {**base, **training}
         return {"study": study.to_dict(), "spec": a["spec"], "hash": a["hash"],
                 "training": training, "seed": seed, "threads": 1, "name": a["name"],
-                "label": f"{label}/s{seed}", "arch": i,
-                "key": cache_key(a["hash"], {**base, **training}, seed)}
+                "label": f"{label}/s{seed}", "arch": i, "training_epochs": full["epochs"],
+                "key": cache_key(a["hash"], full, seed),
+                # the time limit predicts a run from this architecture's first proxy
+                "predict_from": None if first_proxy is None else cache_key(
+                    a["hash"], {**base, **first_proxy}, proxy_seeds[0])}
 
     t0 = time.perf_counter()
     plan = [("reference", reference, ref_seeds)] + [(n, t, proxy_seeds) for n, t in variants]
     jobs = [job(i, a, training, label, sd) for label, training, seeds in plan
             for sd in seeds for i, a in enumerate(archs)]
-    results = iter(run_jobs(jobs, max(1, args.jobs), cache, cache_path))
+    deadline = None if args.time_limit is None else time.monotonic() + 60 * args.time_limit
+    try:
+        finished = run_jobs(jobs, max(1, args.jobs), cache, cache_path, deadline)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the finished runs are kept in {cache_path}; the same command "
+              "resumes", file=sys.stderr)
+        raise SystemExit(130) from None
+    if finished is None:
+        raise SystemExit(3)
+    results = iter(finished)
     by_plan = {label: [[next(results) for _ in archs] for _ in seeds]
                for label, _, seeds in plan}
     refs = by_plan["reference"]  # [seed][arch]
