@@ -61,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _verb_parser(parser: argparse.ArgumentParser, verb: str | None) -> argparse.ArgumentParser:
+    """The sub-parser of ``verb`` (``parser`` itself when there is none)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and verb in action.choices:
+            return action.choices[verb]
+    return parser
+
+
 def _plain(text: str | None) -> str | None:
     """Help text without the reStructuredText markup of the docstrings it comes from."""
     return text.replace("``", "") if text else text
@@ -133,7 +141,9 @@ def _quiet_broken_pipe() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = _join_dash_values(list(sys.argv[1:] if argv is None else argv))
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the verb's parser: its usage, "nas VERB: error: ..."
+        _verb_parser(parser, args.verb).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.verb is None:  # bare `nas`: the help, as git and docker do
         parser.print_help()
         return 0

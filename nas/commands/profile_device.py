@@ -30,9 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
-    from ..evaluate.device_profile import describe, save_profile
+    from ..evaluate.device_profile import describe, profile_yaml
     from ..evaluate.profile_measure import measure_profile
     from ..evaluate.train import resolve_device
+    from ..run.outputs import ensure_writable, write_output
 
     try:
         dev = resolve_device(args.device)
@@ -47,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--device {args.device}: allowed cpu, cuda, cuda:N or auto")
     if args.batch is not None and args.batch < 1:
         raise UserError(f"--batch: {args.batch} is not a positive number of images")
+    out = ensure_writable(args.out or f"device-profile-{dev.type}.yaml", option="--out")
     profile = measure_profile(str(dev), batch=args.batch, threads=args.threads,
                               quick=args.quick,
                               progress=lambda line: print(line, file=sys.stderr, flush=True))
-    out = args.out or f"device-profile-{dev.type}.yaml"
-    path = save_profile(profile, out)
+    path = write_output(out, profile_yaml(profile), option="--out")
     print(f"profile of {describe(profile)}: {len(profile['blocks'])} block curves -> {path}")
     return 0

@@ -85,11 +85,15 @@ def load_profile(ref: str | Path) -> dict[str, Any]:
     return raw
 
 
+def profile_yaml(profile: dict[str, Any]) -> str:
+    """The profile as the YAML text a profile file holds."""
+    return yaml.safe_dump({k: v for k, v in profile.items() if k != "path"}, sort_keys=False)
+
+
 def save_profile(profile: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {k: v for k, v in profile.items() if k != "path"}
-    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    path.write_text(profile_yaml(profile))
     return path
 
 

@@ -1,7 +1,8 @@
 """Writing what the user asked for (``-o FILE``, ``--plot FILE``) and what the results
 verbs keep beside a run (plots, export copies), the same safe way everywhere.
 
-- ``write_output``: the file the user named. A directory, or a place that cannot be
+- ``write_output``: the file the user named (``ensure_writable`` checks it before a long
+  computation). A directory, or a place that cannot be
   written (read-only file system, no permission, full disk), is one UserError naming
   the option and the path. The text goes to a temporary file next to it first and
   replaces the target only once complete, so a failed write never truncates a file
@@ -38,6 +39,22 @@ def write_output(path: str | os.PathLike, data: str | bytes, *, option: str = "-
     except OSError as err:
         if _exists(tmp):
             tmp.unlink(missing_ok=True)
+        raise UserError(f"{option} {out}: cannot write it: {err.strerror or err}") from None
+    return out
+
+
+def ensure_writable(path: str | os.PathLike, *, option: str = "-o") -> Path:
+    """Before a long computation whose result goes to ``path``: UserError now, not after
+    it, unless a file can be written there (its folder is created)."""
+    out = Path(path)
+    if out.is_dir():
+        raise UserError(f"{option} {out}: is a directory; give a file name")
+    probe = out.with_name(f".{out.name}.probe{os.getpid()}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
         raise UserError(f"{option} {out}: cannot write it: {err.strerror or err}") from None
     return out
 

@@ -95,6 +95,9 @@ BAD = [
     (["build", "{aa_explicit}"], "build", ["stages[0].blocks[0].heads", "3 does not divide dk=8"],
      None),
     (["report", "{tiny}", "-o", "{root}"], "report", ["not a nas run directory"], None),
+    # an option the verb does not have is the verb's error, not the top-level parser's
+    (["search", "{tiny}", "--alpha", "2", "-o", "{root}/alpha"], "search",
+     ["unrecognized arguments: --alpha 2"], "{root}/alpha"),
 ]
 if not torch.cuda.is_available():
     BAD += [
@@ -231,3 +234,18 @@ def test_corrupt_image_is_one_line_naming_the_file(tmp_path, image_folder):
     line = one_line_error(proc, "train")
     assert f"image {image_folder / 'train' / 'bee' / 'broken.png'} cannot be read" in line
     assert "not an image file PIL recognises" in line
+
+
+def test_profile_device_checks_its_output_before_measuring(tmp_path):
+    """A profile takes minutes to measure: an --out that cannot be written is said at
+    once, before any measurement (no progress lines), not after."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    proc = nas("profile-device", "--quick", "--out", str(blocker / "p.yaml"), timeout=120)
+    line = one_line_error(proc, "profile-device")
+    assert "--out" in line and "cannot write it" in line
+    assert proc.stderr.strip().splitlines() == [line]  # nothing was measured
+    line = one_line_error(nas("profile-device", "--quick", "--out", str(tmp_path),
+                              timeout=120), "profile-device")
+    assert "is a directory" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
