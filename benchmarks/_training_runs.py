@@ -75,12 +75,16 @@ def _run_until(todo: list[dict[str, Any]], workers: int, done: dict[str, Any],
                deadline: float | None) -> None:
     """Train ``todo`` on ``workers`` processes, the next run that fits starting as one
     ends; each result is saved as soon as it is in, so a kill loses only the runs then
-    training, never finished ones waiting behind a longer run."""
+    training, never finished ones waiting behind a longer run. Interrupted (Ctrl-C, or
+    SIGTERM, which the script turns into it), the workers are ended with it: a training
+    left running would hold a core for nothing, its result having nowhere to go."""
     import concurrent.futures as cf
     import multiprocessing as mp
 
     waiting = list(todo)
-    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+    pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                  initializer=_die_with_parent)
+    try:
         running: dict[cf.Future, dict[str, Any]] = {}
         while waiting or running:
             while waiting and len(running) < workers:
@@ -93,12 +97,41 @@ def _run_until(todo: list[dict[str, Any]], workers: int, done: dict[str, Any],
                 running[pool.submit(train_once, job)] = job
             if not running:
                 break
-            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-            for fut in finished:
+            ended, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for fut in ended:
                 job = running.pop(fut)
                 done[job["key"]] = fut.result()
                 _progress(job, done[job["key"]])
                 _save_cache(cache, cache_path)
+    except BaseException:
+        _end_workers(pool)
+        raise
+    pool.shutdown()
+
+
+def _end_workers(pool: Any) -> None:
+    """Stop ``pool`` now, its running trainings included (``shutdown`` would wait for
+    them; ``terminate_workers`` is Python 3.14's, the process table before it)."""
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _die_with_parent() -> None:
+    """In a worker: end when the parent does, even by SIGKILL (Linux; elsewhere a no-op)."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
 
 
 def _next_that_fits(waiting: list[dict[str, Any]], done: dict[str, Any],

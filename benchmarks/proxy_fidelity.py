@@ -44,6 +44,7 @@ import os
 import platform
 import random
 import shlex
+import signal
 import statistics
 import sys
 import time
@@ -364,6 +365,7 @@ def main(argv: list[str] | None = None) -> None:
     jobs = [job(i, a, training, label, sd) for label, training, seeds in plan
             for sd in seeds for i, a in enumerate(archs)]
     deadline = None if args.time_limit is None else time.monotonic() + 60 * args.time_limit
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as Ctrl-C
     try:
         finished = run_jobs(jobs, max(1, args.jobs), cache, cache_path, deadline)
     except KeyboardInterrupt:

@@ -5,10 +5,13 @@ how to resume)."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
@@ -60,3 +63,46 @@ def test_time_limited_run_keeps_the_finished_proxy_and_exits_3(tmp_path):
     assert bad.returncode == 2 and "--time-limit must be a positive" in bad.stderr
     assert "Traceback" not in bad.stderr
     assert json.loads(cache.read_text()) == runs  # nothing saved is lost
+
+
+def _children(pid: int) -> set[int]:
+    kids: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids |= {int(k) for k in (task / "children").read_text().split()}
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_run_ends_its_training_workers_and_keeps_what_finished(tmp_path, sig):
+    """Killed (SIGTERM as Ctrl-C; SIGKILL with no say), the script's training processes
+    end too instead of holding the cores for results that have nowhere to go."""
+    cache = tmp_path / "runs.json"
+    proc = subprocess.Popen(
+        [sys.executable, str(BENCH / "proxy_fidelity.py"), "--study", "digits",
+         "--samples", "2", "--baselines", "--factor", "40", "--jobs", "2",
+         "--cache", str(cache), "--out", str(tmp_path / "pf")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # until a proxy has finished: the references are training
+        if "study/s0" in line:
+            break
+    workers = _children(proc.pid)
+    assert workers, "no training processes found"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers)
+    assert len(json.loads(cache.read_text())) >= 1  # the finished proxy is kept
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130 and "the same command resumes" in err
+        assert "Traceback" not in err
