@@ -3,7 +3,7 @@
 # (an H100, 2026-11-27: tests 69 s, search 135 s at a 100 s budget, now 75 s,
 # train_throughput 133 s with 25k images, now 10k, latency_fidelity 30 s; profile_device
 # and attention_scaling had not finished inside their limits then; the limits add up to
-# 13 minutes; each is capped so the others still run; GPU_CHECK_LIMIT_SCALE multiplies
+# 14 minutes; each is capped so the others still run; GPU_CHECK_LIMIT_SCALE multiplies
 # them, 8 by default in a dry run).
 #
 #   bash benchmarks/gpu_check.sh                    # on a machine with a CUDA GPU
@@ -17,7 +17,8 @@
 # Where one command may run at most 10 minutes (a lent GPU machine), run it as two:
 #   GPU_CHECK_ONLY="env cuda_tests search search_summary train_throughput" ...   (~6 min)
 #   GPU_CHECK_ONLY="profile_device profile_fidelity latency_fidelity attention_scaling" ...
-# (the second ~6 min at its limits); with GPU_CHECK_ONLY, steps.jsonl is appended to.
+# (the second ~6.5 min at its limits; a profile it leaves unfinished, the next run of
+# profile_device continues); with GPU_CHECK_ONLY, steps.jsonl is appended to.
 #
 # Writes benchmarks/results/cuda/ (dry run: $GPU_CHECK_OUT or a new temp folder):
 #   env.json                 device name, memory, torch, CUDA and cuDNN versions, date
@@ -26,9 +27,10 @@
 #   cuda_tests.xml           the CUDA-only tests (tests/nas/test_cuda.py), JUnit XML
 #   search/ + search.json    a ~2.5 min real search, gpus_per_trial: auto, several trials
 #                            on the GPU at once, a giant baseline that runs out of memory
-#   train_throughput.{json,png}, device_profile.yaml, profile_fidelity.{json,png},
+#   train_throughput.{json,png}, device_profile-<gpu>.yaml, profile_fidelity.{json,png},
 #   latency_fidelity.{json,png}, attention_scaling.{json,png}
-# and copies the measured profile to nas/profiles/<gpu name>.yaml (not in a dry run).
+# and copies the measured profile to nas/profiles/<gpu name>.yaml once it is complete (a
+# stopped one is continued by the next run; not in a dry run).
 # Where $OUT names a folder (a lent machine's result folder) everything above is also
 # packed into $OUT/gpu_check.tgz: such machines send back only a few files.
 # Each step runs under `timeout`, so a slow one cannot eat the others, and a failing
@@ -154,16 +156,21 @@ else
   # fixed cost, and 60 steps of 256 use 15k
   step train_throughput 150 "$PY" benchmarks/train_throughput.py --device cuda --json \
     --steps 60 --train-images 10000 --test-images 2000 --out "$RES/train_throughput.json"
-  step profile_device 120 "$PY" -m nas.cli profile-device --device cuda \
-    --out "$RES/device_profile.yaml"
-  if [ -f "$RES/device_profile.yaml" ]; then
-    name=$("$PY" -c "
+  gpu=$("$PY" -c "
 import re, torch
 print(re.sub(r'[^a-z0-9]+', '-', torch.cuda.get_device_name(0).lower()).strip('-'))")
-    cp "$RES/device_profile.yaml" "nas/profiles/$name.yaml"
+  profile="$RES/device_profile-$gpu.yaml"
+  # A full profile may need more than one lease's share: it is saved after every curve
+  # and the next run (the file comes back with the results) continues it.
+  step profile_device 180 "$PY" -m nas.cli profile-device --device cuda --out "$profile"
+  if [ -f "$profile" ] && "$PY" -c "
+import sys, yaml
+sys.exit(0 if yaml.safe_load(open(sys.argv[1])).get('complete', True) else 1)" "$profile"
+  then
+    cp "$profile" "nas/profiles/$gpu.yaml"
   fi
   step profile_fidelity 60 "$PY" benchmarks/profile_fidelity.py --device cuda \
-    --profile "$RES/device_profile.yaml" --samples 5 --out "$RES/profile_fidelity.json"
+    --profile "$profile" --samples 5 --out "$RES/profile_fidelity.json"
   step latency_fidelity 35 "$PY" benchmarks/latency_fidelity.py --device cuda --batch 8 \
     --zoo resnet18-cifar aa-resnet18-cifar eaanet-concat-longformer resnet50 aa-resnet50 \
     --samples 2 --repeats 10 --out "$RES/latency_fidelity.json"

@@ -3,7 +3,8 @@ measure what a training step costs on THIS machine's device (per block type, map
 and channels; fixed per-step overhead; memory rule) and write it as a YAML device
 profile. ``nas search STUDY --dry-run --device-profile FILE`` (or ``resources:
 {device_profile: FILE}`` in the study) then prices trials for that device from any
-machine, a laptop included.
+machine, a laptop included. The profile is saved after every curve (``complete:
+false`` until the end): run again with the same ``--out``, a stopped measurement continues.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
-    from ..evaluate.device_profile import describe, profile_yaml
+    from ..evaluate.device_profile import describe, profile_yaml, read_partial
     from ..evaluate.profile_measure import measure_profile
     from ..evaluate.train import resolve_device
     from ..run.outputs import ensure_writable, write_output
@@ -49,9 +50,21 @@ def run(args: argparse.Namespace) -> int:
     if args.batch is not None and args.batch < 1:
         raise UserError(f"--batch: {args.batch} is not a positive number of images")
     out = ensure_writable(args.out or f"device-profile-{dev.type}.yaml", option="--out")
-    profile = measure_profile(str(dev), batch=args.batch, threads=args.threads,
-                              quick=args.quick,
-                              progress=lambda line: print(line, file=sys.stderr, flush=True))
+    kept = {"curves": 0}
+
+    def save_partial(partial: dict) -> None:  # each curve, so a kill loses one at most
+        write_output(out, profile_yaml(partial), option="--out")
+        kept["curves"] = sum(1 for c in partial["curves"] if c in partial["blocks"])
+
+    try:
+        profile = measure_profile(
+            str(dev), batch=args.batch, threads=args.threads, quick=args.quick,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+            resume_from=read_partial(out), on_curve=save_partial)
+    except KeyboardInterrupt:
+        print(f"nas profile-device: interrupted; {kept['curves']} curves kept in {out}: the "
+              "same command continues from them", file=sys.stderr)
+        return 130
     path = write_output(out, profile_yaml(profile), option="--out")
     print(f"profile of {describe(profile)}: {len(profile['blocks'])} block curves -> {path}")
     return 0

@@ -72,6 +72,11 @@ def load_profile(ref: str | Path) -> dict[str, Any]:
     if raw.get("version") != PROFILE_VERSION:
         raise UserError(f"{where}: version {raw.get('version')!r}, this nas reads "
                         f"version {PROFILE_VERSION}")
+    if raw.get("complete") is False:
+        missing = [c for c in raw.get("curves", []) if c not in raw.get("blocks", {})]
+        raise UserError(f"{where}: a partial profile ({len(missing)} curves and the memory "
+                        f"rule still to measure, from {missing[0] if missing else '?'}); "
+                        f"finish it on its device: nas profile-device --out {path}")
     for key in ("device", "setting", "overhead_s", "blocks", "memory"):
         if key not in raw:
             raise UserError(f"{where}: missing {key!r}")
@@ -83,6 +88,21 @@ def load_profile(ref: str | Path) -> dict[str, Any]:
                             "points with positive values")
     raw["path"] = str(path)
     return raw
+
+
+def read_partial(path: str | Path) -> dict[str, Any] | None:
+    """The partial profile (``complete: false``) at ``path`` that ``nas profile-device``
+    continues; None when there is none (no file, or a file of any other kind, which a new
+    profile replaces)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if (not isinstance(raw, dict) or raw.get("kind") != "device-profile"
+            or raw.get("complete") is not False or not isinstance(raw.get("blocks"), dict)):
+        return None
+    return {**raw, "path": str(path)}
 
 
 def profile_yaml(profile: dict[str, Any]) -> str:

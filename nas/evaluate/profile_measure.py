@@ -85,8 +85,16 @@ def _step_s(model: nn.Module, shape: tuple[int, int, int], *, batch: int, device
 
 def measure_profile(device: str = "auto", *, batch: int | None = None,
                     threads: int | None = 1, quick: bool = False,
-                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The profile of ``device`` as plain values (see :mod:`nas.evaluate.device_profile`)."""
+                    progress: Callable[[str], None] | None = None,
+                    resume_from: dict[str, Any] | None = None,
+                    on_curve: Callable[[dict[str, Any]], None] | None = None
+                    ) -> dict[str, Any]:
+    """The profile of ``device`` as plain values (see :mod:`nas.evaluate.device_profile`).
+
+    A full GPU profile takes minutes: ``on_curve`` gets the partial profile (``complete:
+    false``) after each curve, to be saved, and ``resume_from`` (such a partial, measured
+    with the same device and setting) is continued: its curves are kept, not re-measured.
+    """
     from convattn import create_block
     from search_space.measure import device_name
 
@@ -107,33 +115,7 @@ def measure_profile(device: str = "auto", *, batch: int | None = None,
               "channels_last": channels_last, "warmup": warmup, "repeats": repeats,
               "threads": threads}
 
-    overhead = _step_s(_Trivial(), (3, 8, 8), **timing)
-    say(f"fixed overhead per step: {overhead * 1e3:.3g} ms")
-    blocks: dict[str, list[dict[str, Any]]] = {}
-    for side, ch in grid:
-        blocks.setdefault("stem", []).append(_point(
-            _stem(ch), (3, side, side), 27 * ch * side * side, side, ch, overhead, timing))
-    for key, block, extra in block_variants():
-        points = []
-        for side, ch in grid:
-            try:
-                model = create_block(block, ch, ch, 1, input_size=(side, side), **extra)
-                macs = int(model.cost(side, side).macs)
-                points.append(_point(model, (ch, side, side), macs, side, ch, overhead,
-                                     timing))
-            except Exception as err:  # noqa: BLE001 - a kernel that cannot run there
-                if "out of memory" in str(err).lower() and cuda:
-                    torch.cuda.empty_cache()
-                continue
-        if points:
-            blocks[key] = points
-            say(f"{key}: {len(points)} points, "
-                f"{min(p['seconds'] for p in points) * 1e3:.3g}-"
-                f"{max(p['seconds'] for p in points) * 1e3:.3g} ms")
-    memory = _memory_rule(dev, precision, channels_last, quick)
-    say(f"memory: peak / estimate {memory['peak_over_estimate']:.3g}, "
-        f"context {memory['context_bytes'] / MIB:.0f} MiB")
-    return {
+    head = {
         "version": PROFILE_VERSION, "kind": "device-profile",
         "device": {"type": dev.type, "name": device_name(dev),
                    "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -145,10 +127,70 @@ def measure_profile(device: str = "auto", *, batch: int | None = None,
                     "optimizer": "sgd_momentum", "warmup": warmup, "repeats": repeats,
                     "statistic": "median", "grid": [list(g) for g in grid],
                     "timer": "cuda events" if cuda else "time.perf_counter"},
-        "overhead_s": overhead,
-        "blocks": blocks,
-        "memory": memory,
     }
+    variants = block_variants()
+    curves = ["stem", *(key for key, _, _ in variants)]
+    if resume_from is not None:
+        check_resumable(resume_from, head)
+        overhead = float(resume_from["overhead_s"])
+        blocks: dict[str, list[dict[str, Any]]] = dict(resume_from["blocks"])
+        say(f"continuing: {len(blocks)} of {len(curves)} curves measured before")
+    else:
+        overhead = _step_s(_Trivial(), (3, 8, 8), **timing)
+        say(f"fixed overhead per step: {overhead * 1e3:.3g} ms")
+        blocks = {}
+
+    def save_partial() -> None:
+        if on_curve is not None:
+            on_curve({**head, "complete": False, "curves": curves,
+                      "overhead_s": overhead, "blocks": blocks})
+
+    if "stem" not in blocks:
+        blocks["stem"] = [
+            _point(_stem(ch), (3, side, side), 27 * ch * side * side, side, ch, overhead,
+                   timing) for side, ch in grid]
+        save_partial()
+    for key, block, extra in variants:
+        if key in blocks:
+            continue
+        points = []
+        for side, ch in grid:
+            try:
+                model = create_block(block, ch, ch, 1, input_size=(side, side), **extra)
+                macs = int(model.cost(side, side).macs)
+                points.append(_point(model, (ch, side, side), macs, side, ch, overhead,
+                                     timing))
+            except Exception as err:  # noqa: BLE001 - a kernel that cannot run there
+                if "out of memory" in str(err).lower() and cuda:
+                    torch.cuda.empty_cache()
+                continue
+        # a kernel that runs nowhere on the grid is recorded as measured (no points), so
+        # that a continued profile does not try it again
+        blocks[key] = points
+        save_partial()  # before it is said: a line on the screen is a curve on disk
+        if points:
+            say(f"{key}: {len(points)} points, "
+                f"{min(p['seconds'] for p in points) * 1e3:.3g}-"
+                f"{max(p['seconds'] for p in points) * 1e3:.3g} ms")
+    memory = _memory_rule(dev, precision, channels_last, quick)
+    say(f"memory: peak / estimate {memory['peak_over_estimate']:.3g}, "
+        f"context {memory['context_bytes'] / MIB:.0f} MiB")
+    return {**head, "complete": True, "overhead_s": overhead,
+            "blocks": {k: v for k, v in blocks.items() if v}, "memory": memory}
+
+
+def check_resumable(partial: dict[str, Any], head: dict[str, Any]) -> None:
+    """UserError unless ``partial`` was measured on this device with this setting."""
+    from ..errors import UserError
+
+    theirs = {"device": partial.get("device", {}).get("name"), **partial.get("setting", {})}
+    ours = {"device": head["device"]["name"], **head["setting"]}
+    differ = [k for k in ours if theirs.get(k) != ours[k]]
+    if differ:
+        k = differ[0]
+        raise UserError(f"{partial.get('path', 'the partial profile')}: measured with {k} "
+                        f"{theirs.get(k)!r}, this run's is {ours[k]!r}; continue it with the "
+                        "same device and options, or give another --out")
 
 
 def _point(model: nn.Module, shape: tuple[int, int, int], macs: int, side: int, ch: int,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -117,6 +118,45 @@ def test_measured_profile_records_device_versions_curves_and_memory(measured):
     assert step > profile["overhead_s"] > 0
 
 
+def _partial_of(measured: Path, tmp_path: Path, keep: int) -> tuple[Path, dict]:
+    """A copy of the measured profile as a stopped measurement leaves it: the first
+    ``keep`` curves, no memory rule, ``complete: false``."""
+    raw = yaml.safe_load(measured.read_text())
+    curves = list(raw["blocks"])
+    partial = {k: v for k, v in raw.items() if k != "memory"}
+    partial.update(complete=False, curves=curves,
+                   blocks={k: raw["blocks"][k] for k in curves[:keep]})
+    path = tmp_path / "partial.yaml"
+    path.write_text(yaml.safe_dump(partial, sort_keys=False))
+    return path, partial
+
+
+def test_a_stopped_profile_is_continued_not_remeasured(measured, tmp_path):
+    path, partial = _partial_of(measured, tmp_path, keep=5)
+    with pytest.raises(UserError, match="a partial profile .*finish it on its device"):
+        load_profile(path)  # never priced from half a profile
+    r = nas("profile-device", "--device", "cpu", "--quick", "--batch", "2", "--out", str(path))
+    assert r.returncode == 0, r.stderr
+    n = len(partial["curves"])
+    assert f"continuing: 5 of {n} curves measured before" in r.stderr
+    done = yaml.safe_load(path.read_text())
+    assert done["complete"] is True and done["memory"]["peak_over_estimate"] > 0
+    assert set(done["blocks"]) == set(partial["curves"])
+    for key, points in partial["blocks"].items():  # kept as measured, to the digit
+        assert done["blocks"][key] == points
+    assert done["overhead_s"] == partial["overhead_s"]
+    load_profile(path)
+
+
+def test_a_partial_profile_of_another_setting_is_not_mixed_in(measured, tmp_path):
+    path, _ = _partial_of(measured, tmp_path, keep=3)
+    before = path.read_text()
+    r = nas("profile-device", "--device", "cpu", "--quick", "--batch", "3", "--out", str(path))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "measured with batch 2, this run's is 3" in r.stderr
+    assert path.read_text() == before  # nothing saved is lost
+
+
 def test_a_bad_profile_is_one_clear_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: something-else\n")
@@ -191,3 +231,21 @@ def test_auto_gpus_from_a_gpu_profiles_memory_rule(measured):
 def test_device_profile_only_with_dry_run():
     r = nas("search", "digits", "--device-profile", "x.yaml")
     assert r.returncode == 2 and "only used with --dry-run" in r.stderr
+
+
+def test_ctrl_c_keeps_the_measured_curves_and_says_how_to_go_on(tmp_path):
+    out = tmp_path / "cpu.yaml"
+    proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "profile-device", "--device",
+                             "cpu", "--batch", "2", "--out", str(out)],
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # the full CPU grid: a curve takes seconds
+        if " points, " in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err
+    assert "curves kept in" in err and "the same command continues" in err
+    assert "Traceback" not in err
+    partial = yaml.safe_load(out.read_text())
+    assert partial["complete"] is False and len(partial["blocks"]) >= 2
+    assert {"stem"} < set(partial["blocks"]) < set(partial["curves"])
