@@ -110,13 +110,6 @@ def profile_yaml(profile: dict[str, Any]) -> str:
     return yaml.safe_dump({k: v for k, v in profile.items() if k != "path"}, sort_keys=False)
 
 
-def save_profile(profile: dict[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(profile_yaml(profile))
-    return path
-
-
 def describe(profile: dict[str, Any]) -> str:
     d, s = profile["device"], profile["setting"]
     cuda = f", CUDA {d['cuda']}" if d.get("cuda") else ""

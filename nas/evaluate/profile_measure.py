@@ -183,8 +183,11 @@ def check_resumable(partial: dict[str, Any], head: dict[str, Any]) -> None:
     """UserError unless ``partial`` was measured on this device with this setting."""
     from ..errors import UserError
 
-    theirs = {"device": partial.get("device", {}).get("name"), **partial.get("setting", {})}
-    ours = {"device": head["device"]["name"], **head["setting"]}
+    device = partial.get("device", {})
+    theirs = {"device": device.get("name"), "threads": device.get("threads"),
+              **partial.get("setting", {})}
+    ours = {"device": head["device"]["name"], "threads": head["device"]["threads"],
+            **head["setting"]}
     differ = [k for k in ours if theirs.get(k) != ours[k]]
     if differ:
         k = differ[0]

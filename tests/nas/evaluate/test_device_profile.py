@@ -21,7 +21,7 @@ from nas.evaluate.device_profile import (
     curve_seconds,
     load_profile,
     predict_step_s,
-    save_profile,
+    profile_yaml,
 )
 from nas.search.plan import SAMPLES, make_plan
 from nas.study import load_study
@@ -167,7 +167,7 @@ def test_a_bad_profile_is_one_clear_line(tmp_path):
     assert r.returncode == 2 and "no such file and no shipped profile" in r.stderr
     profile = linear_profile()
     del profile["memory"]
-    save_profile(profile, bad)
+    bad.write_text(profile_yaml(profile))
     with pytest.raises(UserError, match="missing 'memory'"):
         load_profile(bad)
 
@@ -217,7 +217,8 @@ def test_auto_gpus_from_a_gpu_profiles_memory_rule(measured):
     gpu = copy.deepcopy(load_profile(measured))
     gpu["device"]["type"] = "cuda"
     gpu["memory"].update(device_bytes=80 * 2**30, context_bytes=2**29, peak_over_estimate=0.5)
-    path = save_profile(gpu, Path(measured).with_name("gpu.yaml"))
+    path = Path(measured).with_name("gpu.yaml")
+    path.write_text(profile_yaml(gpu))
     plan = make_plan("cifar10-eaanet", device_profile=str(path))
     res = plan["resources"]["per_trial"]
     largest = max(c["train_memory_mb"] for c in plan["space"]["candidates"]
