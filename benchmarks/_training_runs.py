@@ -101,8 +101,8 @@ def _run_until(todo: list[dict[str, Any]], workers: int, done: dict[str, Any],
             for fut in ended:
                 job = running.pop(fut)
                 done[job["key"]] = fut.result()
+                _save_cache(cache, cache_path)  # first: a run said done is a run kept
                 _progress(job, done[job["key"]])
-                _save_cache(cache, cache_path)
     except BaseException:
         _end_workers(pool)
         raise

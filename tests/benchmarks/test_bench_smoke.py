@@ -1,7 +1,8 @@
 """The bookkeeping behind the evidence benchmarks, on small synthetic inputs: hypervolume
 against device time (search_efficiency), the in-process ASHA rule against Ray's own
-bracket, the ms-per-GMAC fit (latency_fidelity) and the ASHA rung epochs (proxy_fidelity).
-No timings: the benchmarks measure, these check the arithmetic they report with."""
+bracket, the ms-per-GMAC fit (latency_fidelity), the ASHA rung epochs and the fidelity
+statistics (proxy_fidelity). No timings: the benchmarks measure, these check the
+arithmetic they report with."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
+import _fidelity_stats as fs  # noqa: E402
 import _hv_curves as hv  # noqa: E402
 import latency_fidelity as lf  # noqa: E402
 import proxy_fidelity as pf  # noqa: E402
@@ -123,9 +125,9 @@ def test_ms_per_gmac_fit_recovers_a_known_line_and_its_residuals():
 
 
 def test_asha_rung_epochs_below_the_last_epoch():
-    assert pf.rung_epochs(4, 1, 2) == [1, 2]
-    assert pf.rung_epochs(9, 1, 3) == [1, 3]
-    assert pf.rung_epochs(2, 2, 2) == []
+    assert fs.rung_epochs(4, 1, 2) == [1, 2]
+    assert fs.rung_epochs(9, 1, 3) == [1, 3]
+    assert fs.rung_epochs(2, 2, 2) == []
 
 
 def test_proxy_variant_parsing_types_values_and_rejects_unknown_keys():
@@ -147,7 +149,7 @@ def test_proxy_correlations_report_each_single_seed_beside_the_seed_mean():
         hists = [[0.5, 0.6 + 0.01 * i], [0.5, 0.7 - 0.01 * i]]
         archs.append({"reference_acc": r, "proxy_acc_per_seed": hists,
                       "proxy_acc": [(a + b) / 2 for a, b in zip(*hists, strict=True)]})
-    out = pf.correlations(archs, epochs=2, rungs=[1], seed=0)
+    out = fs.correlations(archs, epochs=2, rungs=[1], seed=0)
     assert out["n"] == 5
     assert out["epoch 2 (final)"]["single_seed"] == pytest.approx([1.0, -1.0])
     assert out["epoch 1 (rung)"]["spearman"] is None  # every rung value is 0.5: no ranking
@@ -157,17 +159,17 @@ def test_reference_split_half_reliability_and_its_attenuation_ceiling():
     """Four reference seeds: halves that rank alike give reliability 1 and ceiling 1;
     a second half in reverse order gives a negative split-half and reliability 0."""
     base = [0.90, 0.92, 0.95, 0.97, 0.99]
-    same = pf.split_half([base, base, base, base], seed=0)
+    same = fs.split_half([base, base, base, base], seed=0)
     assert same["spearman"] == pytest.approx(1.0)
     assert same["reliability_all_seeds"] == pytest.approx(1.0)
     assert same["ceiling"] == pytest.approx(1.0)
-    flipped = pf.split_half([base, base, base[::-1], base[::-1]], seed=0)
+    flipped = fs.split_half([base, base, base[::-1], base[::-1]], seed=0)
     assert flipped["spearman"] == pytest.approx(-1.0)
     assert flipped["reliability_all_seeds"] == 0.0 and flipped["ceiling"] == 0.0
-    half = pf.split_half([[0.9, 0.95, 0.92, 0.99, 0.97], [0.91, 0.94, 0.93, 0.98, 0.97],
+    half = fs.split_half([[0.9, 0.95, 0.92, 0.99, 0.97], [0.91, 0.94, 0.93, 0.98, 0.97],
                           [0.9, 0.93, 0.95, 0.99, 0.96], [0.92, 0.95, 0.94, 0.97, 0.98]], 0)
     # halves (0.905, 0.945, 0.925, 0.985, 0.97) and (0.91, 0.94, 0.945, 0.98, 0.97):
     # ranks 1 3 2 5 4 and 1 2 3 5 4, rho = 1 - 6 * 2 / (5 * 24) = 0.9
     assert half["spearman"] == pytest.approx(0.9)
     assert half["reliability_all_seeds"] == pytest.approx(2 * 0.9 / 1.9)
-    assert pf.split_half([base, base, base], seed=0) is None  # fewer than 4 seeds
+    assert fs.split_half([base, base, base], seed=0) is None  # fewer than 4 seeds
