@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -82,13 +83,17 @@ def _run_until(todo: list[dict[str, Any]], workers: int, done: dict[str, Any],
     import multiprocessing as mp
 
     waiting = list(todo)
+    # how much slower than predicted the runs of this sitting went (a busy machine):
+    # the deadline's predictions are stretched by it
+    slowdowns: list[float] = []
     pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
                                   initializer=_die_with_parent)
     try:
         running: dict[cf.Future, dict[str, Any]] = {}
         while waiting or running:
             while waiting and len(running) < workers:
-                job, deferred = _next_that_fits(waiting, done, deadline)
+                stretch = max(1.0, statistics.median(slowdowns)) if slowdowns else 1.0
+                job, deferred = _next_that_fits(waiting, done, deadline, stretch)
                 if job is None:
                     if not (deferred and running):
                         waiting = []  # nothing left fits before the deadline
@@ -100,9 +105,12 @@ def _run_until(todo: list[dict[str, Any]], workers: int, done: dict[str, Any],
             ended, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
             for fut in ended:
                 job = running.pop(fut)
-                done[job["key"]] = fut.result()
+                res = done[job["key"]] = fut.result()
                 _save_cache(cache, cache_path)  # first: a run said done is a run kept
-                _progress(job, done[job["key"]])
+                _progress(job, res)
+                predicted = predicted_s(job, done)
+                if predicted and res.get("train_s"):
+                    slowdowns.append(res["train_s"] / predicted)
     except BaseException:
         _end_workers(pool)
         raise
@@ -134,28 +142,37 @@ def _die_with_parent() -> None:
             pass
 
 
+def predicted_s(job: dict[str, Any], done: dict[str, Any]) -> float | None:
+    """Seconds ``job`` should take: its ``predict_from`` run's (the architecture's first
+    proxy) scaled by epochs; 0 for a run with no prediction (a proxy itself, or one whose
+    proxy failed); None while that proxy is still to finish."""
+    source = job.get("predict_from")
+    if source in (None, job["key"]):
+        return 0.0
+    if source not in done:
+        return None
+    base = done[source]
+    return (base["train_s"] * job["training_epochs"] / base["epochs"]
+            if base.get("epochs") and base.get("train_s") else 0.0)
+
+
 def _next_that_fits(waiting: list[dict[str, Any]], done: dict[str, Any],
-                    deadline: float | None) -> tuple[dict[str, Any] | None, bool]:
+                    deadline: float | None, stretch: float = 1.0
+                    ) -> tuple[dict[str, Any] | None, bool]:
     """(The first waiting run predicted to end before ``deadline``, whether some run waits
-    for its prediction). A run's time is its ``predict_from`` run's (the architecture's
-    first proxy) scaled by epochs; one whose proxy is still to finish waits for it; one
-    with no prediction (a proxy itself) starts if the deadline has not passed."""
+    for its prediction): a run whose proxy is still to finish waits for it; the others
+    start if ``stretch`` x their predicted time fits (no prediction: if the deadline has
+    not passed)."""
     if deadline is None:
         return waiting[0], False
     left = deadline - time.monotonic()
     deferred = False
     for job in waiting:
-        source = job.get("predict_from")
-        if source in (None, job["key"]):
-            need = 0.0
-        elif source not in done:
+        need = predicted_s(job, done)
+        if need is None:
             deferred = True
             continue
-        else:
-            base = done[source]
-            need = (base["train_s"] * job["training_epochs"] / base["epochs"]
-                    if base.get("epochs") else 0.0)
-        if left > need:
+        if left > need * stretch:
             return job, deferred
     return None, deferred
 

@@ -34,6 +34,16 @@ def test_a_run_starts_only_if_its_proxy_predicts_it_ends_before_the_deadline():
     assert tr._next_that_fits([long_ref], done, soon) == (None, False)
 
 
+def test_a_busy_machine_stretches_the_predictions():
+    done = {"p0": {"train_s": 2.0, "epochs": 2}}
+    ref = _job("r0", 20, "p0")  # 20 s predicted
+    assert tr.predicted_s(ref, done) == 20.0
+    soon = time.monotonic() + 30
+    assert tr._next_that_fits([ref], done, soon) == (ref, False)
+    # the runs so far took twice their prediction: 40 s no longer fits in 30
+    assert tr._next_that_fits([ref], done, soon, stretch=2.0) == (None, False)
+
+
 def test_a_run_whose_proxy_is_unfinished_waits_and_a_proxy_needs_no_prediction():
     proxy = _job("p0", 2, "p0")  # a proxy predicts from itself: no prediction
     ref = _job("r0", 20, "p0")
