@@ -25,9 +25,7 @@ log = logging.getLogger(__name__)
 
 def write_output(path: str | os.PathLike, data: str | bytes, *, option: str = "-o") -> Path:
     """Write ``data`` to ``path`` atomically; UserError if it cannot be."""
-    out = Path(path)
-    if out.is_dir():
-        raise UserError(f"{option} {out}: is a directory; give a file name")
+    out = _file_target(path, option)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -39,24 +37,33 @@ def write_output(path: str | os.PathLike, data: str | bytes, *, option: str = "-
     except OSError as err:
         if _exists(tmp):
             tmp.unlink(missing_ok=True)
-        raise UserError(f"{option} {out}: cannot write it: {err.strerror or err}") from None
+        raise _cannot_write(option, out, err) from None
     return out
 
 
 def ensure_writable(path: str | os.PathLike, *, option: str = "-o") -> Path:
     """Before a long computation whose result goes to ``path``: UserError now, not after
     it, unless a file can be written there (its folder is created)."""
-    out = Path(path)
-    if out.is_dir():
-        raise UserError(f"{option} {out}: is a directory; give a file name")
+    out = _file_target(path, option)
     probe = out.with_name(f".{out.name}.probe{os.getpid()}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise UserError(f"{option} {out}: cannot write it: {err.strerror or err}") from None
+        raise _cannot_write(option, out, err) from None
     return out
+
+
+def _file_target(path: str | os.PathLike, option: str) -> Path:
+    out = Path(path)
+    if out.is_dir():
+        raise UserError(f"{option} {out}: is a directory; give a file name")
+    return out
+
+
+def _cannot_write(option: str, out: Path, err: OSError) -> UserError:
+    return UserError(f"{option} {out}: cannot write it: {err.strerror or err}")
 
 
 def write_side(path: str | os.PathLike, data: str | bytes) -> bool:
