@@ -44,6 +44,17 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def significance(text: str) -> float:
+    """A significance level: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1 (e.g. 0.05)")
+    return value
+
+
 def device(text: str) -> str:
     """The spelling only (auto, cpu, cuda, cuda:N); whether this machine has that device
     is checked where it is used (``nas.evaluate.train.resolve_device``)."""

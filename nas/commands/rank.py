@@ -1,17 +1,19 @@
-"""``nas rank RUN_DIR [--seeds N] [--top K] [--json]``: re-evaluate the K best found
-architectures and the study's baselines under the identical protocol (checks, proxy
-training, latency measurement, pinned threads) with seeds 0..N-1, in this process one
-after another (no Ray). Prints per objective the mean +- standard error of each, its
+"""``nas rank RUN_DIR [--seeds N] [--top K] [--alpha A] [--json]``: re-evaluate the K
+best found architectures and the study's baselines under the identical protocol (checks,
+proxy training, latency measurement, pinned threads) with seeds 0..N-1, in this process
+one after another (no Ray). Prints per objective the mean +- standard error of each, its
 Pareto rank (by the means), and per found-vs-baseline pair the difference, its standard
 error (paired by seed) and the verdict of a two-sided t-test (paired, else Welch) at
-alpha 0.05, Holm-corrected across all pairs and objectives; for differences not yet
-significant, how many seeds would make them so. Then per pair whether the found
-dominates the baseline: better on every objective by an intersection-union test (the
-largest one-sided p-value over the objectives), Holm-corrected across the pairs. Latency
-is compared on the 10th percentile of the repeats (load delays some repeats, never
-speeds one up) and the load average is recorded. Saves RUN_DIR/rank.json. Each finished
-evaluation is kept in RUN_DIR/rank_evals.jsonl: after Ctrl-C the same command continues,
-and more --seeds or a larger --top evaluate only what is new."""
+alpha (``--alpha``, 0.05 by default), Holm-corrected across all pairs and objectives;
+for differences not yet significant, how many seeds would make them so. Then per pair
+whether the found dominates the baseline: better on every objective by an
+intersection-union test (the largest one-sided p-value over the objectives),
+Holm-corrected across the pairs. Latency is compared on the 10th percentile of the
+repeats (load delays some repeats, never speeds one up) and the load average is
+recorded. Saves RUN_DIR/rank.json. Each finished evaluation is kept in
+RUN_DIR/rank_evals.jsonl: after Ctrl-C the same command continues, more --seeds or a
+larger --top evaluate only what is new, and another --alpha judges the saved
+evaluations again without training anything."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import json
 import sys
 
 from ..results.rank_log import RANK_EVALS
+from ..results.rankstats import ALPHA
 from . import options
 
 
@@ -31,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seeds (default 3)")
     p.add_argument("--top", type=options.positive_int, default=3, metavar="K",
                    help="found architectures to re-evaluate (default 3)")
+    p.add_argument("--alpha", type=options.significance, default=ALPHA, metavar="A",
+                   help="family-wise error rate of the tests, Holm-corrected (default 0.05)")
     options.add_device(p, "networks are re-trained and measured")
     p.add_argument("--data-dir", metavar="D", help="where cifar*/imagefolder data are")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -44,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     results = open_run(args.run_dir)
     try:
         report = rank_run(results, seeds=args.seeds, top=args.top, device=args.device,
-                          data_dir=args.data_dir)
+                          data_dir=args.data_dir, alpha=args.alpha)
     except KeyboardInterrupt:
         print(f"nas rank: interrupted; every finished evaluation is saved in "
               f"{results.run.path / RANK_EVALS}: the same command continues from them",
@@ -103,8 +108,8 @@ def format_text(report: dict) -> str:
               f"seeds: {report['seeds_guidance']['text']}",
               f"latency compared on {compared.get('latency_ms', 'latency_ms')} of the repeats "
               f"with {report['protocol'].get('threads_pinned')} thread(s); load average "
-              f"(1 min) {load.get('start', ['?'])[0]} at the start, "
-              f"{load.get('end', ['?'])[0]} at the end on {report.get('cpu_count')} CPUs",
+              f"(1 min) {_load(load, 'start')} at the start, {_load(load, 'end')} at the "
+              f"end on {report.get('cpu_count')} CPUs",
               f"saved to {report['run_dir']}/rank.json"]
     return "\n".join(lines)
 
@@ -113,3 +118,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(c[i]) for c in [header, *rows]) for i in range(len(header))]
     return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
             for row in [header, *rows]]
+
+
+def _load(load: dict, when: str) -> str:
+    values = load.get(when) or []
+    return f"{values[0]:.2f}" if values else "?"

@@ -58,8 +58,11 @@ from .rankstats import (
 )
 from .records import RunResults, TrialRecord
 
-DOMINANCE_RULE = (f"A dominates B when A is better on every objective: {DOMINANCE_TEST}, "
-                  f"alpha {ALPHA}")
+
+def dominance_rule(alpha: float) -> str:
+    return f"A dominates B when A is better on every objective: {DOMINANCE_TEST}, alpha {alpha:g}"
+
+
 #: evaluations saved for the next `nas rank` (an error or an out-of-memory may be the
 #: machine's, not the architecture's: those are evaluated again)
 KEPT_STATUSES = ("ok", "infeasible", "diverged")
@@ -135,14 +138,19 @@ def candidates(results: RunResults, top: int) -> list[Candidate]:
 
 
 def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str = "auto",
-             data_dir: str | None = None, stream: TextIO | None = None) -> dict[str, Any]:
-    """Evaluate, summarise and save RUN_DIR/rank.json; returns its content."""
+             data_dir: str | None = None, stream: TextIO | None = None,
+             alpha: float = ALPHA) -> dict[str, Any]:
+    """Evaluate, summarise and save RUN_DIR/rank.json; returns its content. ``alpha``: the
+    family-wise error rate of the tests (the evaluations do not depend on it: a ranking
+    judged again at another alpha reuses every saved one)."""
     from ..evaluate.data import cached_data
 
     if seeds < 1:
         raise UserError(f"--seeds {seeds}: a positive int is required")
     if top < 1:
         raise UserError(f"--top {top}: a positive int is required")
+    if not 0 < alpha < 1:
+        raise UserError(f"--alpha {alpha:g}: a significance level between 0 and 1 is required")
     stream = sys.stderr if stream is None else stream
     study = results.study
     cands = candidates(results, top)
@@ -196,8 +204,8 @@ def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str =
             for c in cands]
     directions = [o.direction for o in study.objectives]
     _rank_rows(rows, metrics, directions)
-    comparisons = compare_rows(rows, metrics, directions)
-    pairs = dominance(rows, comparisons, len(metrics))
+    comparisons = compare_rows(rows, metrics, directions, alpha)
+    pairs = dominance(rows, comparisons, len(metrics), alpha)
     report = {
         "study": study.name, "run_dir": str(results.run.path), "seeds": list(range(seeds)),
         "top": top, "objectives": [{"metric": o.metric, "direction": o.direction}
@@ -207,14 +215,14 @@ def rank_run(results: RunResults, *, seeds: int = 3, top: int = 3, device: str =
                      "noisy_spread": NOISY_SPREAD},
         "load_average_1_5_15": {"start": load_start, "end": list(os.getloadavg())},
         "cpu_count": os.cpu_count(),
-        "test": {"name": TEST_NAME, "alpha": ALPHA, "power_for_seeds": POWER},
-        "dominance_rule": DOMINANCE_RULE,
+        "test": {"name": TEST_NAME, "alpha": alpha, "power_for_seeds": POWER},
+        "dominance_rule": dominance_rule(alpha),
         "executed": "in-process, sequentially (nas.evaluate.trial.evaluate_candidate; no Ray)",
         "evaluations": {"total": total, "reused": reused, "log": str(log.path)},
         "rows": [r.to_dict() for r in rows],
         "comparisons": comparisons,
-        "dominance": {"test": DOMINANCE_TEST, "alpha": ALPHA, "pairs": pairs},
-        "seeds_guidance": seeds_guidance(comparisons, seeds),
+        "dominance": {"test": DOMINANCE_TEST, "alpha": alpha, "pairs": pairs},
+        "seeds_guidance": seeds_guidance(comparisons, seeds, alpha),
     }
     path = results.run.path / RANK_JSON
     tmp = path.with_name(f".{RANK_JSON}.tmp")
@@ -289,8 +297,8 @@ def per_seed(row: Row, metric: str) -> dict[int, float]:
             if r["status"] == "ok" and r["metrics"].get(key) is not None}
 
 
-def compare_rows(rows: list[Row], metrics: list[str],
-                 directions: list[str]) -> list[dict[str, Any]]:
+def compare_rows(rows: list[Row], metrics: list[str], directions: list[str],
+                 alpha: float = ALPHA) -> list[dict[str, Any]]:
     """Every (found, baseline) pair on every objective, tested and Holm-corrected."""
     tests = []
     found = [r for r in rows if r.kind == "found" and r.seeds_ok]
@@ -304,12 +312,12 @@ def compare_rows(rows: list[Row], metrics: list[str],
                 tests.append({"found": f.name, "baseline": b.name, "metric": m,
                               "compared_on": JUDGED_ON.get(m, m), "direction": d,
                               **compare(a, z)})
-    judge(tests)
+    judge(tests, alpha)
     return tests
 
 
-def dominance(rows: list[Row], tests: list[dict[str, Any]],
-              n_objectives: int) -> list[dict[str, Any]]:
+def dominance(rows: list[Row], tests: list[dict[str, Any]], n_objectives: int,
+              alpha: float = ALPHA) -> list[dict[str, Any]]:
     """Per (found, baseline) pair: does the found dominate, by the intersection-union test
     over its judged ``tests``, Holm-corrected across the pairs; fills each found row's
     ``dominates``."""
@@ -319,14 +327,15 @@ def dominance(rows: list[Row], tests: list[dict[str, Any]],
         pairs.setdefault(key, {"found": key[0], "baseline": key[1], "tests": []})
         pairs[key]["tests"].append(t)
     out = list(pairs.values())
-    judge_dominance(out, n_objectives)
+    judge_dominance(out, n_objectives, alpha)
     for f in rows:
         if f.kind == "found":
             f.dominates = [p["baseline"] for p in out if p["found"] == f.name and p["dominates"]]
     return [{k: v for k, v in p.items() if k != "tests"} for p in out]
 
 
-def seeds_guidance(tests: list[dict[str, Any]], seeds: int) -> dict[str, Any]:
+def seeds_guidance(tests: list[dict[str, Any]], seeds: int,
+                   alpha: float = ALPHA) -> dict[str, Any]:
     """How many seeds would separate the closest pair that the test cannot yet."""
     open_ = [t for t in tests if not t["significant"]]
     if not open_:
@@ -337,14 +346,15 @@ def seeds_guidance(tests: list[dict[str, Any]], seeds: int) -> dict[str, Any]:
                         "separates them"}
     hardest = max(finite, key=lambda t: t["seeds_needed"])
     n = hardest["seeds_needed"]
-    more = f"more than {n - 1}" if n > 1000 else str(n)
+    what = (f"{hardest['found']} vs {hardest['baseline']} on {hardest['metric']} "
+            f"(difference {hardest['diff']:.3g}, spread {hardest['sd']:.3g})")
+    power = (f"for the {hardest['test']} test to reject at alpha {alpha:g} with "
+             f"{POWER:.0%} power, if the difference and spread hold")
+    text = (f"{what}: more than 1000 seeds {power}: no practical number of seeds "
+            f"separates them (now {seeds})" if n > 1000 else
+            f"{what}: about {n} seeds {power} (now {seeds}; `nas rank --seeds {n}`)")
     return {"closest": {k: hardest[k] for k in ("found", "baseline", "metric")},
-            "seeds": n,
-            "text": f"{hardest['found']} vs {hardest['baseline']} on {hardest['metric']} "
-                    f"(difference {hardest['diff']:.3g}, spread {hardest['sd']:.3g}): about "
-                    f"{more} seeds for the {hardest['test']} test to reject at alpha "
-                    f"{ALPHA} with {POWER:.0%} power, if the difference and spread hold "
-                    f"(now {seeds}; `nas rank --seeds {min(n, 1000)}`)"}
+            "seeds": n, "text": text}
 
 
 def _rank_rows(rows: list[Row], metrics: list[str], directions: list[str]) -> None:

@@ -348,6 +348,33 @@ def test_rank_continues_from_the_saved_evaluations(results, ranked, tmp_path, ca
         assert r["runs"][:2] == before[r["name"]]["runs"]
 
 
+def test_another_alpha_judges_the_saved_evaluations_again(results, ranked, tmp_path, capsys):
+    """--alpha changes the verdicts, not the numbers: nothing is trained again, every
+    p-value is the same, and a verdict is "significant" exactly when its Holm p is below
+    the new alpha."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(results.run.path, run)
+    code, out, err = _cli(capsys, "rank", str(run), "--seeds", "2", "--top", "2",
+                          "--alpha", "0.9", "--json")
+    assert code == 0, err
+    loose = json.loads(out)
+    assert loose["evaluations"]["reused"] == loose["evaluations"]["total"]
+    assert loose["test"]["alpha"] == 0.9 and loose["dominance"]["alpha"] == 0.9
+    assert "alpha 0.9" in loose["dominance_rule"]
+    assert [t["p_holm"] for t in loose["comparisons"]] == [
+        t["p_holm"] for t in ranked["comparisons"]]
+    for t in loose["comparisons"]:
+        assert t["significant"] == (t["p_holm"] is not None and t["p_holm"] < 0.9)
+    for p in loose["dominance"]["pairs"]:
+        assert p["dominates"] == (p["p_holm"] is not None and p["p_holm"] < 0.9)
+    with pytest.raises(SystemExit) as bad:  # argparse's own exit
+        main(["rank", str(run), "--alpha", "0"])
+    assert bad.value.code == 2
+    assert "--alpha: 0 is not between 0 and 1" in capsys.readouterr().err
+
+
 def test_rank_interrupted_by_ctrl_c_says_how_to_continue(results, tmp_path):
     """A real SIGINT in the middle of a ranking: exit 130, one line naming the log, the
     finished evaluations kept; the same command then re-uses them."""
