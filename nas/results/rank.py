@@ -36,6 +36,7 @@ or a larger ``top`` evaluate only what is new.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -334,27 +335,38 @@ def dominance(rows: list[Row], tests: list[dict[str, Any]], n_objectives: int,
     return [{k: v for k, v in p.items() if k != "tests"} for p in out]
 
 
+#: seeds beyond which more seeds are no practical way to separate a pair
+PRACTICAL_SEEDS = 1000
+
+
 def seeds_guidance(tests: list[dict[str, Any]], seeds: int,
                    alpha: float = ALPHA) -> dict[str, Any]:
-    """How many seeds would separate the closest pair that the test cannot yet."""
+    """What more seeds would buy: the open difference (not significant yet) that the
+    fewest more seeds would give the power to separate, and how many open differences no
+    practical number of seeds would."""
     open_ = [t for t in tests if not t["significant"]]
     if not open_:
         return {"text": f"every difference is significant with {seeds} seed(s)"}
-    finite = [t for t in open_ if t.get("seeds_needed") is not None]
-    if not finite:
-        return {"text": "the remaining differences are exactly zero: no number of seeds "
-                        "separates them"}
-    hardest = max(finite, key=lambda t: t["seeds_needed"])
-    n = hardest["seeds_needed"]
-    what = (f"{hardest['found']} vs {hardest['baseline']} on {hardest['metric']} "
-            f"(difference {hardest['diff']:.3g}, spread {hardest['sd']:.3g})")
-    power = (f"for the {hardest['test']} test to reject at alpha {alpha:g} with "
-             f"{POWER:.0%} power, if the difference and spread hold")
-    text = (f"{what}: more than 1000 seeds {power}: no practical number of seeds "
-            f"separates them (now {seeds})" if n > 1000 else
-            f"{what}: about {n} seeds {power} (now {seeds}; `nas rank --seeds {n}`)")
-    return {"closest": {k: hardest[k] for k in ("found", "baseline", "metric")},
-            "seeds": n, "text": text}
+    needed = [(t.get("seeds_needed") or math.inf, t) for t in open_]
+    beyond = sum(1 for n, _ in needed if n > PRACTICAL_SEEDS)
+    # a difference the test already had the power for (n <= seeds) but did not reject
+    # is probably smaller than measured: more seeds are no plan for it
+    ahead = sorted(((n, t) for n, t in needed if seeds < n <= PRACTICAL_SEEDS),
+                   key=lambda nt: nt[0])
+    beyond_text = (f"{beyond} open difference(s) would need more than {PRACTICAL_SEEDS} "
+                   "seeds or are exactly zero: no practical number of seeds separates them")
+    if not ahead:
+        return {"seeds": None, "beyond_practical": beyond,
+                "text": beyond_text if beyond else
+                f"no open difference would gain the power from more seeds (now {seeds})"}
+    n, nxt = ahead[0]
+    text = (f"the next difference to separate is {nxt['found']} vs {nxt['baseline']} on "
+            f"{nxt['metric']} (difference {nxt['diff']:.3g}, spread {nxt['sd']:.3g}): "
+            f"about {n} seeds for the {nxt['test']} test to reject at alpha {alpha:g} with "
+            f"{POWER:.0%} power, if the difference and spread hold (now {seeds}; `nas rank "
+            f"--seeds {n}`)" + (f"; {beyond_text}" if beyond else ""))
+    return {"next": {k: nxt[k] for k in ("found", "baseline", "metric")}, "seeds": n,
+            "beyond_practical": beyond, "text": text}
 
 
 def _rank_rows(rows: list[Row], metrics: list[str], directions: list[str]) -> None:

@@ -86,6 +86,23 @@ def test_more_seeds_tighten_the_verdict():
     assert guide["seeds"] == few["seeds_needed"] and "trial 1 vs base" in guide["text"]
 
 
+def test_seeds_guidance_names_the_next_separable_difference_and_counts_the_hopeless():
+    def t(name: str, needed: int | None, significant: bool = False) -> dict:
+        return {"found": name, "baseline": "base", "metric": "accuracy", "diff": 0.01,
+                "sd": 0.02, "test": "paired t", "significant": significant,
+                "seeds_needed": needed}
+
+    tests = [t("hopeless", 5000), t("later", 40), t("next", 9), t("had the power", 3),
+             t("zero", None), t("done", None, significant=True)]
+    guide = seeds_guidance(tests, 5)
+    assert guide["next"]["found"] == "next" and guide["seeds"] == 9
+    assert guide["beyond_practical"] == 2  # 5000 seeds, and an exactly-zero difference
+    assert "`nas rank --seeds 9`" in guide["text"] and "2 open difference(s)" in guide["text"]
+    only_hopeless = seeds_guidance([t("hopeless", 5000)], 5)
+    assert only_hopeless["seeds"] is None and "no practical number" in only_hopeless["text"]
+    assert "every difference is significant" in seeds_guidance([tests[-1]], 5)["text"]
+
+
 def test_seeds_needed_is_the_smallest_n_where_the_test_has_the_power():
     r = {"test": "paired t", "diff": 0.01, "sd": 0.02}
     n = seeds_needed(r)
