@@ -70,6 +70,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import statistics
 import sys
 import time
@@ -351,31 +352,39 @@ def main(argv: list[str] | None = None) -> None:
     t_start = time.perf_counter()
     # Seeds outermost: each seed's strategies run close in time, under similar machine load.
     cache = RunCache(args.cache)
-    for seed in args.seeds:
-        for name in names:
-            sd = strategy_study(base, name, extra.get(name))
-            path = args.workdir / tag / f"{name}-seed{seed}"
-            key = RunCache.key(tag, name, seed, sd)
-            record = None if args.fresh else cache.get(key)
-            if record is None and args.no_run:
-                print(f"  {name} seed {seed}: not in {args.cache}, left out", flush=True)
-                continue
-            if record is None:
-                record = finished_run(path, sd, mode, budget, seed, args, study)
-                cache.put(key, record)
-            events = [Event(cost_s=c, point=None if p is None else tuple(p), trial=t)
-                      for c, p, t in record["events"]]
-            info = record["counts"]
-            spent = sum(e.cost_s for e in events)
-            runs.append({"strategy": name, "seed": seed, "run_dir": str(path),
-                         "events": events, "counts": info, "spent_s": spent,
-                         "wall_s": record.get("wall_s"),
-                         "load_average_end": record.get("load_average_end"),
-                         "sampler": sd["sampler"], "objectives": sd["objectives"],
-                         WITH_BASELINES: bool(sd.get(WITH_BASELINES)),
-                         "start_trials": start_trials(sd)})
-            print(f"  {name} seed {seed}: {info['total']} trials, {info['complete']} "
-                  f"feasible complete, spent {spent:.0f} s", flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as Ctrl-C
+    try:
+        for seed in args.seeds:
+            for name in names:
+                sd = strategy_study(base, name, extra.get(name))
+                path = args.workdir / tag / f"{name}-seed{seed}"
+                key = RunCache.key(tag, name, seed, sd)
+                record = None if args.fresh else cache.get(key)
+                if record is None and args.no_run:
+                    print(f"  {name} seed {seed}: not in {args.cache}, left out", flush=True)
+                    continue
+                if record is None:
+                    record = finished_run(path, sd, mode, budget, seed, args, study)
+                    cache.put(key, record)
+                events = [Event(cost_s=c, point=None if p is None else tuple(p), trial=t)
+                          for c, p, t in record["events"]]
+                info = record["counts"]
+                spent = sum(e.cost_s for e in events)
+                runs.append({"strategy": name, "seed": seed, "run_dir": str(path),
+                             "events": events, "counts": info, "spent_s": spent,
+                             "wall_s": record.get("wall_s"),
+                             "load_average_end": record.get("load_average_end"),
+                             "sampler": sd["sampler"], "objectives": sd["objectives"],
+                             WITH_BASELINES: bool(sd.get(WITH_BASELINES)),
+                             "start_trials": start_trials(sd)})
+                print(f"  {name} seed {seed}: {info['total']} trials, {info['complete']} "
+                      f"feasible complete, spent {spent:.0f} s", flush=True)
+    except KeyboardInterrupt:
+        kept = f"{args.cache} and " if args.cache else ""
+        print(f"\ninterrupted: the finished runs are kept ({kept}{args.workdir / tag}); the "
+              "same command goes on from them, the interrupted run starting over",
+              file=sys.stderr)
+        raise SystemExit(130) from None
     if not runs:
         raise SystemExit("no run to analyse")
     analysis = analyse(runs, study, budget_s)

@@ -83,3 +83,28 @@ def test_a_strategy_can_start_from_the_baselines(tmp_path):
     assert trials[0].user_attrs.get("kind") == "baseline"
     # the ledger (the benchmark's events) charges the baseline like any trial
     assert result["runs"][0]["trial_costs"][0][0] == trials[0].number
+
+
+def test_ctrl_c_keeps_the_finished_runs_and_says_how_to_go_on(tmp_path):
+    """A real SIGINT during the second run: exit 130, one message naming where the
+    finished run is kept, no traceback; the interrupted run is not marked finished."""
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--fast", "--budget", "12gpusec", "--seeds", "0",
+         "1", "--strategies", "random", "--workdir", str(tmp_path / "w"),
+         "--cache", str(tmp_path / "runs.json"), "--out", str(tmp_path / "out")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    for line in proc.stdout:
+        if "random seed 0:" in line:  # the first run is done and cached
+            break
+    for line in proc.stdout:
+        if "running" in line:  # the second has started
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    assert "interrupted: the finished runs are kept" in err and "runs.json" in err
+    assert len(json.loads((tmp_path / "runs.json").read_text())) == 1
+    assert not any((p / "bench_done.json").exists() for p in (tmp_path / "w").glob("*/*seed1"))
