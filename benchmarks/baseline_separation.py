@@ -30,7 +30,9 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -144,51 +146,67 @@ def main() -> None:
               "training_override": args.training, "seeds": args.seeds,
               "models": models, "threads": 1, "cpu_count": os.cpu_count(),
               "load_average_1_5_15_start": list(os.getloadavg()), "tasks": {}}
-    for task in args.tasks:
-        scenes = (base.data.scenes if task == "study"
-                  else dataclasses.replace(base.data.scenes, **CANDIDATES[task]))
-        key = json.dumps(dataclasses.asdict(scenes), sort_keys=True)
-        study = dataclasses.replace(
-            base, data=dataclasses.replace(base.data, scenes=scenes), constraints={})
-        data = None
-        rows = []
-        for model in models:
-            for seed in args.seeds:
-                if (key, model, seed) in done:
-                    rows.append(done[(key, model, seed)])
-                    continue
-                if args.no_train:
-                    continue
-                data = data or load_data(study.data)
-                spec = (Path(named[model]) if named.get(model, "").endswith(".yaml")
-                        else ROOT / "studies" / "baselines" / f"{model}.yaml")
-                cpu0 = time.process_time()
-                out = evaluate_candidate(str(spec), study, seed=seed, device="cpu",
-                                         data=data)
-                rows.append({"model": model, "seed": seed, "status": out.status,
-                             "accuracy": out.metrics.get("accuracy"),
-                             "params": out.metrics.get("params"),
-                             "latency_ms": out.metrics.get("latency_ms"),
-                             **{k: out.metrics.get(k) for k in (
-                                 "latency_p10_ms", "macs", "memory_est_mb")},
-                             "wall_s": out.wall_s, "cpu_s": time.process_time() - cpu0,
-                             "load_average_1": os.getloadavg()[0]})
-                print(f"{task:13s} {model:26s} seed {seed} {out.status} acc "
-                      f"{out.metrics.get('accuracy')} wall {out.wall_s:.0f}s cpu "
-                      f"{rows[-1]['cpu_s']:.0f}s", flush=True)
-                report["tasks"][task] = {"scenes": dataclasses.asdict(scenes),
-                                         "runs": rows, **summarise(rows, models)}
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                args.out.write_text(json.dumps(report, indent=1))  # resumable
-        report["tasks"][task] = {"scenes": dataclasses.asdict(scenes), "runs": rows,
-                                 **summarise(rows, models)}
+    # Ctrl-C, `kill` and `kill -INT` (ignored by a background job otherwise) stop it alike
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
+    try:
+        for task in args.tasks:
+            scenes = (base.data.scenes if task == "study"
+                      else dataclasses.replace(base.data.scenes, **CANDIDATES[task]))
+            key = json.dumps(dataclasses.asdict(scenes), sort_keys=True)
+            study = dataclasses.replace(
+                base, data=dataclasses.replace(base.data, scenes=scenes), constraints={})
+            data = None
+            rows = []
+            for model in models:
+                for seed in args.seeds:
+                    if (key, model, seed) in done:
+                        rows.append(done[(key, model, seed)])
+                        continue
+                    if args.no_train:
+                        continue
+                    data = data or load_data(study.data)
+                    spec = (Path(named[model]) if named.get(model, "").endswith(".yaml")
+                            else ROOT / "studies" / "baselines" / f"{model}.yaml")
+                    cpu0 = time.process_time()
+                    out = evaluate_candidate(str(spec), study, seed=seed, device="cpu",
+                                             data=data)
+                    rows.append({"model": model, "seed": seed, "status": out.status,
+                                 "accuracy": out.metrics.get("accuracy"),
+                                 "params": out.metrics.get("params"),
+                                 "latency_ms": out.metrics.get("latency_ms"),
+                                 **{k: out.metrics.get(k) for k in (
+                                     "latency_p10_ms", "macs", "memory_est_mb")},
+                                 "wall_s": out.wall_s, "cpu_s": time.process_time() - cpu0,
+                                 "load_average_1": os.getloadavg()[0]})
+                    print(f"{task:13s} {model:26s} seed {seed} {out.status} acc "
+                          f"{out.metrics.get('accuracy')} wall {out.wall_s:.0f}s cpu "
+                          f"{rows[-1]['cpu_s']:.0f}s", flush=True)
+                    report["tasks"][task] = {"scenes": dataclasses.asdict(scenes),
+                                             "runs": rows, **summarise(rows, models)}
+                    _save(report, args.out)  # resumable
+            report["tasks"][task] = {"scenes": dataclasses.asdict(scenes), "runs": rows,
+                                     **summarise(rows, models)}
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: every finished run is kept in {args.out}; the same command "
+              "goes on from them", file=sys.stderr)
+        raise SystemExit(130) from None
     report["load_average_1_5_15_end"] = list(os.getloadavg())
-    args.out.write_text(json.dumps(report, indent=1))
+    _save(report, args.out)
     plot(report, args.out.with_suffix(".png"))
     for task, t in report["tasks"].items():
         print(task, {m: round(v["mean"], 4) for m, v in t["per_model"].items()},
               "pooled std", t.get("pooled_seed_std"), "spread/std",
               t.get("spread_over_pooled_std"))
+
+
+def _save(report: dict, path: Path) -> None:
+    """Replace ``path`` only once the new text is complete: a kill mid-write keeps the
+    runs saved before."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -253,7 +253,9 @@ def main(argv: list[str] | None = None) -> None:
     jobs = [job(i, a, training, label, sd) for label, training, seeds in plan
             for sd in seeds for i, a in enumerate(archs)]
     deadline = None if args.time_limit is None else time.monotonic() + 60 * args.time_limit
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as Ctrl-C
+    # Ctrl-C, `kill` and `kill -INT` (ignored by a background job otherwise) stop it alike
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
     try:
         finished = run_jobs(jobs, max(1, args.jobs), cache, cache_path, deadline)
     except KeyboardInterrupt:

@@ -352,7 +352,9 @@ def main(argv: list[str] | None = None) -> None:
     t_start = time.perf_counter()
     # Seeds outermost: each seed's strategies run close in time, under similar machine load.
     cache = RunCache(args.cache)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as Ctrl-C
+    # Ctrl-C, `kill` and `kill -INT` (ignored by a background job otherwise) stop it alike
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
     try:
         for seed in args.seeds:
             for name in names:
