@@ -46,6 +46,7 @@ import signal
 import statistics
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +263,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\ninterrupted: the finished runs are kept in {cache_path}; the same command "
               "resumes", file=sys.stderr)
         raise SystemExit(130) from None
+    except BrokenProcessPool:  # a worker killed from outside (the kernel's OOM killer)
+        print(f"a training process died (out of memory?); the finished runs are kept in "
+              f"{cache_path}; the same command resumes (--jobs 1 needs less memory)",
+              file=sys.stderr)
+        raise SystemExit(1) from None
     if finished is None:
         raise SystemExit(3)
     results = iter(finished)

@@ -5,6 +5,7 @@ how to resume)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -116,3 +117,25 @@ def test_a_killed_run_ends_its_training_workers_and_keeps_what_finished(tmp_path
     if sig == signal.SIGTERM:
         assert proc.returncode == 130 and "the same command resumes" in err
         assert "Traceback" not in err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_training_process_killed_from_outside_is_one_message_not_a_traceback(tmp_path):
+    """The kernel's OOM killer takes a worker: the script says so, keeps what finished."""
+    cache = tmp_path / "runs.json"
+    proc = subprocess.Popen(
+        [sys.executable, str(BENCH / "proxy_fidelity.py"), "--study", "digits",
+         "--samples", "2", "--baselines", "--factor", "40", "--jobs", "2",
+         "--cache", str(cache), "--out", str(tmp_path / "pf")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if "study/s0" in line:
+            break
+    workers = [w for w in _children(proc.pid)
+               if "spawn_main" in Path(f"/proc/{w}/cmdline").read_text()]
+    assert workers
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "a training process died" in err and "Traceback" not in err
+    assert len(json.loads(cache.read_text())) >= 1
