@@ -35,7 +35,7 @@ from ..errors import UserError
 
 PROFILE_VERSION = 1
 #: shipped profiles: nas/profiles/<name>.yaml
-PACKAGED = Path(__file__).resolve().parent / "profiles"
+PACKAGED = Path(__file__).resolve().parents[1] / "profiles"
 #: the time a block point may not go below after subtracting the fixed overhead.
 MIN_POINT_S = 1e-6
 

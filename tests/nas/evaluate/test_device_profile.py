@@ -19,6 +19,7 @@ from nas.evaluate.candidates import sample_candidates, sample_specs
 from nas.evaluate.device_profile import (
     block_key,
     curve_seconds,
+    list_profiles,
     load_profile,
     predict_step_s,
     profile_yaml,
@@ -155,6 +156,16 @@ def test_a_partial_profile_of_another_setting_is_not_mixed_in(measured, tmp_path
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "measured with batch 2, this run's is 3" in r.stderr
     assert path.read_text() == before  # nothing saved is lost
+
+
+def test_a_shipped_profile_is_found_by_name_from_any_directory(tmp_path):
+    assert "cpu-1thread" in list_profiles()
+    profile = load_profile("cpu-1thread")
+    assert profile["device"]["type"] == "cpu" and profile["blocks"]
+    r = nas("search", "digits", "--dry-run", "--device-profile", "cpu-1thread",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "cpu-1thread" in r.stdout
 
 
 def test_a_bad_profile_is_one_clear_line(tmp_path):
