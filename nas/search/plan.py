@@ -47,6 +47,7 @@ from ..errors import UserError
 from ..evaluate.candidates import median_candidate, sample_candidates, spread
 from ..study import Study, load_study
 from .plan_cost import (
+    admitted_first,
     asha_expected_epochs,
     device_info,
     expected_trials,
@@ -202,16 +203,26 @@ def make_plan(study: Study | str | Path | dict | None, *, budget: str | None = N
                               latency_s=entry["latency_ms"] / 1e3)["full_s"]
                 if "step_s" in entry else 0.0)
         if bud is not None:
-            first_cost = start_cost(bud, [e["trained_s"] for e in first], devices=devices,
-                                    parallel=parallel)
-            n = expected_trials(bud, trial_s=expected_s, devices=devices, parallel=parallel,
-                                spent=spent + first_cost)
-            trial["first_evaluated_s"] = sum(e["trained_s"] for e in first)
+            firsts = [e["trained_s"] for e in first]
+            k = admitted_first(bud, firsts, devices=devices, parallel=parallel, spent=spent)
+            for i, entry in enumerate(first):
+                entry["within_budget"] = i < k
+            first_cost = start_cost(bud, firsts[:k], devices=devices, parallel=parallel)
+            # the search proposes only once everything evaluated first has started
+            n = (expected_trials(bud, trial_s=expected_s, devices=devices,
+                                 parallel=parallel, spent=spent + first_cost)
+                 if k == len(first) else 0.0)
+            trial["first_evaluated_s"] = sum(firsts[:k])
+            trial["first_admitted"] = k
             trial["proposed_trials"] = math.floor(n) if math.isfinite(n) else None
-            n_trials = (math.floor(n) + len(first)) if math.isfinite(n) else None
+            n_trials = (math.floor(n) + k) if math.isfinite(n) else None
             wall = (n * expected_s + trial["first_evaluated_s"]) / max(1, parallel)
             trial["expected_wall_s_total"] = wall if math.isfinite(n) else None
-            if n < 1:
+            if n < 1 and first:
+                warnings.append(f"the budget is spent on the trials evaluated first ({k} of "
+                                f"{len(first)} run): nothing is left for the sampler's "
+                                "proposals")
+            elif n < 1:
                 warnings.append("the budget does not pay for one trial at its expected cost")
             elif n > space.size():
                 warnings.append(f"the budget pays for ~{fmt_big(n)} trials but the space has "

@@ -67,6 +67,41 @@ def expected_trials(budget: Budget, *, trial_s: float, devices: float, parallel:
     return left * parallel / trial_s  # wall clock: trials overlap
 
 
+def admitted_first(budget: Budget, trained_s: list[float], *, devices: float,
+                   parallel: int, spent: float = 0.0) -> int:
+    """How many of the trials a search evaluates first (``trained_s``: each one's wall
+    seconds, in order) the budget starts: the search's admission rule
+    (:func:`nas.budget.admit`) played out with ``parallel`` trials at once, each next one
+    asked for when a slot is free or a trial ends. A budget smaller than the start points
+    does not run them all."""
+    from ..budget import admit, expected_cost
+
+    def cost(seconds: float) -> float:  # of one trial, in the budget's base units
+        return {"trials": 1.0, "device": seconds * devices}.get(budget.kind, seconds)
+
+    clock, started = 0.0, 0
+    running: list[tuple[float, float]] = []  # (end time, cost)
+    finished: list[float] = []
+    while started < len(trained_s):
+        used = (clock if budget.kind == "wall" else sum(finished)) + (
+            0.0 if budget.kind == "trials" else spent)
+        told = len(finished) + (int(spent) if budget.kind == "trials" else 0)
+        decision = ("wait" if len(running) >= max(1, parallel) else
+                    admit(budget, spent=used, running=len(running), told=told,
+                          expected=expected_cost(finished, finished, [])))
+        if decision == "start":
+            seconds = trained_s[started]
+            running.append((clock + seconds, cost(seconds)))
+            started += 1
+        elif decision == "finished" or not running:
+            break
+        else:  # wait for the next trial to end
+            running.sort()
+            clock, done = running.pop(0)
+            finished.append(done)
+    return started
+
+
 def start_cost(budget: Budget, trained_s: list[float], *, devices: float,
                parallel: int) -> float:
     """What the trials a search evaluates before proposing (start points, baselines;

@@ -86,11 +86,13 @@ def format_plan(plan: dict[str, Any]) -> str:
         cost = (f"not priced: {f['problem']}" if "problem" in f
                 else f"full training ~{fmt_duration(f['trained_s'])}" if "trained_s" in f
                 else "not priced")
-        lines.append(f"first     {f['ref'].removeprefix('zoo:')} ({f['as']}): {cost}")
+        beyond = "; beyond the budget: not run" if f.get("within_budget") is False else ""
+        lines.append(f"first     {f['ref'].removeprefix('zoo:')} ({f['as']}): {cost}{beyond}")
     n = plan["expected_trials"]
     if n is not None:
         wall = t.get("expected_wall_s_total") if t else None
-        split = (f": the {len(first)} evaluated first (~{fmt_duration(t['first_evaluated_s'])})"
+        k = t.get("first_admitted", len(first)) if t else len(first)
+        split = (f": the {k} evaluated first (~{fmt_duration(t['first_evaluated_s'])})"
                  f", then ~{t['proposed_trials']} proposed" if first and t else "")
         lines.append(f"expect    ~{n} trials within the budget{split}"
                      + (f" (~{fmt_duration(wall)} of wall time)" if wall else "")

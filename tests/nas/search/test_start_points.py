@@ -150,3 +150,44 @@ def test_a_resumed_plan_does_not_price_what_the_run_evaluated(tmp_path, capsys):
     # a trials budget: the baseline is one of the trials the budget counts
     assert plan["trial"]["proposed_trials"] == 3 - 1 - 1
     assert plan["expected_trials"] == 2
+
+
+def test_a_budget_smaller_than_the_start_points_runs_only_what_it_admits(tmp_path, capsys):
+    """The plan plays the search's admission rule over the trials evaluated first: a
+    1-trial budget runs one of the two, and the plan says which one is not run."""
+    study = write_study(tmp_path, ["small.yaml"])
+    plan = _plan(capsys, str(study), "--budget", "1trials", "--with-baselines")
+    first, t = plan["first_evaluated"], plan["trial"]
+    assert [f["within_budget"] for f in first] == [True, False]
+    assert t["first_admitted"] == 1 and t["proposed_trials"] == 0
+    assert plan["expected_trials"] == 1
+    assert main(["search", str(study), "--budget", "1trials", "--with-baselines",
+                 "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "resnet18-cifar (baseline): " in text and "beyond the budget: not run" in text
+    assert "the budget is spent on the trials evaluated first (1 of 2 run)" in text
+    # and the search itself runs exactly that one
+    run = tmp_path / "run"
+    assert main(["search", str(study), "--budget", "1trials", "--with-baselines", "-o",
+                 str(run), "--executor", "local", "-q"]) == 0
+    done = [t for t in trials_of(run) if t.state.is_finished()]
+    assert len(done) == 1
+
+
+def test_admission_of_the_first_trials_follows_the_search_rule():
+    from nas.budget import parse_budget
+    from nas.search.plan_cost import admitted_first
+
+    secs = [10.0, 30.0, 20.0]
+    trials = parse_budget("2trials")
+    assert admitted_first(trials, secs, devices=1, parallel=2) == 2
+    assert admitted_first(trials, secs, devices=1, parallel=2, spent=1) == 1  # resumed
+    dev = parse_budget("40gpusec")
+    # one at a time: 10 s, then 30 s (spent 10 + expected 10 fits), then spent 40: done
+    assert admitted_first(dev, secs, devices=1, parallel=1) == 2
+    # two at a time: the third starts when the first ends (10 + 10 running + 10 <= 40)
+    assert admitted_first(dev, secs, devices=1, parallel=2) == 3
+    # each trial holding 2 devices costs twice as much: 20, then 20 + 20 > 40 committed
+    assert admitted_first(dev, secs, devices=2, parallel=2) == 2
+    assert admitted_first(parse_budget("1h"), secs, devices=1, parallel=1) == 3
+    assert admitted_first(parse_budget("15s"), secs, devices=1, parallel=1) == 1
