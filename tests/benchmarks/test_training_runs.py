@@ -91,20 +91,27 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _long_run_after_its_first_proxy(cache: Path, tmp_path: Path) -> subprocess.Popen:
+    """A 2-worker run whose references take minutes, once a proxy has finished (so the
+    cache holds one run and the workers are training)."""
+    proc = subprocess.Popen(
+        [sys.executable, str(BENCH / "proxy_fidelity.py"), "--study", "digits",
+         "--samples", "2", "--baselines", "--factor", "40", "--jobs", "2",
+         "--cache", str(cache), "--out", str(tmp_path / "pf")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if "study/s0" in line:
+            break
+    return proc
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_a_killed_run_ends_its_training_workers_and_keeps_what_finished(tmp_path, sig):
     """Killed (SIGTERM as Ctrl-C; SIGKILL with no say), the script's training processes
     end too instead of holding the cores for results that have nowhere to go."""
     cache = tmp_path / "runs.json"
-    proc = subprocess.Popen(
-        [sys.executable, str(BENCH / "proxy_fidelity.py"), "--study", "digits",
-         "--samples", "2", "--baselines", "--factor", "40", "--jobs", "2",
-         "--cache", str(cache), "--out", str(tmp_path / "pf")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:  # until a proxy has finished: the references are training
-        if "study/s0" in line:
-            break
+    proc = _long_run_after_its_first_proxy(cache, tmp_path)
     workers = _children(proc.pid)
     assert workers, "no training processes found"
     proc.send_signal(sig)
@@ -123,14 +130,7 @@ def test_a_killed_run_ends_its_training_workers_and_keeps_what_finished(tmp_path
 def test_a_training_process_killed_from_outside_is_one_message_not_a_traceback(tmp_path):
     """The kernel's OOM killer takes a worker: the script says so, keeps what finished."""
     cache = tmp_path / "runs.json"
-    proc = subprocess.Popen(
-        [sys.executable, str(BENCH / "proxy_fidelity.py"), "--study", "digits",
-         "--samples", "2", "--baselines", "--factor", "40", "--jobs", "2",
-         "--cache", str(cache), "--out", str(tmp_path / "pf")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        if "study/s0" in line:
-            break
+    proc = _long_run_after_its_first_proxy(cache, tmp_path)
     workers = [w for w in _children(proc.pid)
                if "spawn_main" in Path(f"/proc/{w}/cmdline").read_text()]
     assert workers
