@@ -187,7 +187,6 @@ def _progress(job: dict[str, Any], res: dict[str, Any]) -> None:
 def _save_cache(cache: dict[str, Any] | None, path: Path | None) -> None:
     if cache is None or path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cache))
-    tmp.replace(path)
+    from nas.run.outputs import write_output
+
+    write_output(path, json.dumps(cache), option="--cache")  # atomic: a kill keeps the old

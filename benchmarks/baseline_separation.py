@@ -38,6 +38,7 @@ from pathlib import Path
 
 from nas.evaluate.data import load_data
 from nas.evaluate.trial import evaluate_candidate
+from nas.run.outputs import write_output
 from nas.study import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,7 +185,7 @@ def main() -> None:
                           f"{rows[-1]['cpu_s']:.0f}s", flush=True)
                     report["tasks"][task] = {"scenes": dataclasses.asdict(scenes),
                                              "runs": rows, **summarise(rows, models)}
-                    _save(report, args.out)  # resumable
+                    write_output(args.out, json.dumps(report, indent=1), option="--out")  # atomic
             report["tasks"][task] = {"scenes": dataclasses.asdict(scenes), "runs": rows,
                                      **summarise(rows, models)}
     except KeyboardInterrupt:
@@ -192,21 +193,12 @@ def main() -> None:
               "goes on from them", file=sys.stderr)
         raise SystemExit(130) from None
     report["load_average_1_5_15_end"] = list(os.getloadavg())
-    _save(report, args.out)
+    write_output(args.out, json.dumps(report, indent=1), option="--out")
     plot(report, args.out.with_suffix(".png"))
     for task, t in report["tasks"].items():
         print(task, {m: round(v["mean"], 4) for m, v in t["per_model"].items()},
               "pooled std", t.get("pooled_seed_std"), "spread/std",
               t.get("spread_over_pooled_std"))
-
-
-def _save(report: dict, path: Path) -> None:
-    """Replace ``path`` only once the new text is complete: a kill mid-write keeps the
-    runs saved before."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(path)
 
 
 if __name__ == "__main__":
